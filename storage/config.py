@@ -1,0 +1,38 @@
+"""Per-log storage settings (a subset of a log's config in the cluster map)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FsyncPolicy = Literal["always", "never"] | int
+"""``always``: an append is durable before it is acknowledged (group commit);
+``never``: leave flushing to the OS; an int: fsync at most that many milliseconds after a write."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Storage settings of one tablet's log. Immutable; thread-safe."""
+
+    segment_bytes: int = 64 * 1024 * 1024
+    segment_ms: int | None = 7 * 24 * 3600 * 1000
+    retention_ms: int | None = 7 * 24 * 3600 * 1000
+    retention_bytes: int | None = None
+    fsync: FsyncPolicy = "always"
+    index_interval_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.segment_bytes < 1024:
+            raise ValueError("segment_bytes must be at least 1024")
+        if self.segment_ms is not None and self.segment_ms <= 0:
+            raise ValueError("segment_ms must be positive or null")
+        if self.retention_ms is not None and self.retention_ms <= 0:
+            raise ValueError("retention_ms must be positive or null")
+        if self.retention_bytes is not None and self.retention_bytes <= 0:
+            raise ValueError("retention_bytes must be positive or null")
+        if isinstance(self.fsync, bool) or (
+            isinstance(self.fsync, int) and self.fsync <= 0
+        ) or (isinstance(self.fsync, str) and self.fsync not in ("always", "never")):
+            raise ValueError("fsync must be 'always', 'never' or a positive number of milliseconds")
+        if self.index_interval_bytes <= 0:
+            raise ValueError("index_interval_bytes must be positive")

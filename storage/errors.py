@@ -1,0 +1,108 @@
+"""Errors the storage engine raises on purpose. Anything else escaping storage is a bug.
+
+Only ``node/http_errors.py`` maps these to HTTP; storage knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TabletLogError(Exception):
+    """Base for every error raised on purpose by tabletlog (storage, replication, node, client).
+
+    ``retriable`` tells a caller whether the same request may succeed later unchanged.
+    """
+
+    retriable: ClassVar[bool] = False
+    code: ClassVar[str] = "internal"
+
+
+class StorageError(TabletLogError):
+    """Base for storage errors."""
+
+
+class CorruptBatch(StorageError):
+    """Bytes that should hold a record batch fail a length or checksum check.
+
+    On the append path the request is rejected; in a segment it means the replica must re-sync
+    from the leader. Corrupt bytes are never served.
+    """
+
+    code = "corrupt_batch"
+
+
+class CorruptSegment(StorageError):
+    """A closed segment holds a batch that fails its checksum: the replica must re-sync."""
+
+    code = "corrupt_segment"
+
+    def __init__(self, path: str, position: int, reason: str) -> None:
+        super().__init__(f"corrupt data in {path} at byte {position}: {reason}")
+        self.path = path
+        self.position = position
+
+
+class OffsetOutOfRange(StorageError):
+    """A read asked for an offset outside [start_offset, end_offset]; retry inside that range."""
+
+    code = "offset_out_of_range"
+
+    def __init__(self, requested: int, start_offset: int, end_offset: int) -> None:
+        super().__init__(
+            f"offset {requested} is out of range: valid offsets are "
+            f"[{start_offset}, {end_offset})"
+        )
+        self.requested = requested
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+
+
+class NonContiguousAppend(StorageError):
+    """A follower append does not start at the log's end offset (a gap or an overlap).
+
+    The follower should re-fetch from its end offset, or truncate first.
+    """
+
+    code = "non_contiguous_append"
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"append must start at offset {expected}, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+class DuplicateSequence(StorageError):
+    """An idempotent producer resent a batch the log already holds.
+
+    Not a failure: ``base_offset``/``end_offset`` are where the original landed.
+    """
+
+    code = "duplicate_sequence"
+
+    def __init__(self, base_offset: int, end_offset: int) -> None:
+        super().__init__(f"duplicate of the batch already stored at [{base_offset}, {end_offset})")
+        self.base_offset = base_offset
+        self.end_offset = end_offset
+
+
+class OutOfOrderSequence(StorageError):
+    """An idempotent producer's sequence skips ahead or goes back beyond what is remembered.
+
+    The producer lost track of what was written; it must start a new producer session.
+    """
+
+    code = "out_of_order_sequence"
+
+
+class InvalidProducerEpoch(StorageError):
+    """A producer id was reused with an older epoch than the log has seen (a zombie producer)."""
+
+    code = "invalid_producer_epoch"
+
+
+class LogClosed(StorageError):
+    """The log was closed (tablet deleted or node stopping); the operation did not happen."""
+
+    code = "log_closed"
+    retriable = True
