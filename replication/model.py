@@ -1,0 +1,270 @@
+"""The cluster metadata map as pure logic: frozen views, ``apply`` and command builders.
+
+Raft (``raft_state.py``) replicates *commands*; every voter feeds them, in log order, to
+:func:`apply`, which changes a plain-dict state (layout in ``model_commands``) and returns a
+result dict. :func:`to_view` turns the state into an immutable :class:`ClusterView` that the
+rest of the node reads from any thread.
+
+A command is a plain dict ``{"op": name, "v": 1, ...fields}`` made by the builders below. Rules
+every command obeys (see DESIGN.md §2):
+
+* ``apply`` never raises: a malformed, stale or impossible command is recorded as a no-op whose
+  result is ``{"ok": False, "error": code, "message": ...}`` (a raising apply would make every
+  voter retry the entry forever and hang the cluster).
+* Controller commands carry the ``term`` of the controller claim they were issued under; a
+  command from any other term is rejected (``stale_term``/``unclaimed_term``).
+* Tablet changes requested by others are compare-and-set on ``leader_epoch`` and ``version``.
+
+Pure and deterministic; the view types are immutable and thread-safe. ``apply`` mutates the
+state it is given and is not thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from replication import model_commands
+from replication.model_commands import Rejected, Result, State
+
+FORMAT_VERSION = 1
+
+
+class TabletId(NamedTuple):
+    """A tablet: the ``index``-th of log ``log`` (equal to the plain tuple ``(log, index)``)."""
+
+    log: str
+    index: int  # type: ignore[assignment]  # shadows tuple.index(), as the design names it
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A node as the map knows it. ``incarnation`` changes on every process start."""
+
+    id: str
+    address: str
+    alive: bool
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class TabletInfo:
+    """One tablet's placement and leadership.
+
+    ``replicas[0]`` is the preferred leader. ``leader_epoch`` increases on every leader change
+    (including to None); ``version`` on every change at all. ``leader_incarnation`` is the
+    incarnation of the leader process at election: another incarnation must not act as leader.
+    """
+
+    log: str
+    index: int
+    replicas: tuple[str, ...]
+    leader: str | None
+    leader_epoch: int
+    leader_incarnation: int
+    isr: tuple[str, ...]
+    version: int
+
+    @property
+    def id(self) -> TabletId:
+        return TabletId(self.log, self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    """A log: its settings (``LogSettings.to_dict()`` shape, read-only) and tablet count."""
+
+    name: str
+    settings: Mapping[str, Any]
+    tablet_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """An immutable snapshot of the whole map after the entry at ``applied_index`` (0: none).
+
+    Safe to share between threads; a new view replaces it after every applied command.
+    """
+
+    cluster_name: str
+    controller: str | None
+    controller_term: int
+    nodes: Mapping[str, NodeInfo]
+    logs: Mapping[str, LogInfo]
+    tablets: Mapping[TabletId, TabletInfo]
+    consumer_offsets: Mapping[tuple[str, str, int], int]
+    applied_index: int
+    _by_log: Mapping[str, tuple[TabletInfo, ...]] = field(repr=False, compare=False)
+
+    def tablets_of(self, log: str) -> tuple[TabletInfo, ...]:
+        """The tablets of ``log`` in index order (empty if the log does not exist)."""
+        return self._by_log.get(log, ())
+
+    def tablet(self, log: str, index: int) -> TabletInfo | None:
+        return self.tablets.get(TabletId(log, index))
+
+    def leader_address(self, tablet: TabletInfo) -> str | None:
+        """API ``host:port`` of the tablet's leader, or None when it has none."""
+        if tablet.leader is None:
+            return None
+        node = self.nodes.get(tablet.leader)
+        return node.address if node else None
+
+    def tablets_led_by(self, node: str) -> list[TabletInfo]:
+        return [t for t in self.tablets.values() if t.leader == node]
+
+    def tablets_replicated_on(self, node: str) -> list[TabletInfo]:
+        """Every tablet with a replica on ``node``, whether it leads it or follows."""
+        return [t for t in self.tablets.values() if node in t.replicas]
+
+    def live_nodes(self) -> list[str]:
+        return [n.id for n in self.nodes.values() if n.alive]
+
+
+def initial_state(cluster_name: str, nodes: Mapping[str, str]) -> State:
+    """The state every node starts from: the config's nodes (id → API address), none alive.
+
+    Every node computes the same state from the same config, so the Raft log can be replayed on
+    top of it anywhere.
+    """
+    return {
+        "format": FORMAT_VERSION,
+        "cluster_name": cluster_name,
+        "controller_term": 0,
+        "controller": None,
+        "nodes": {
+            node: {"address": address, "alive": False, "incarnation": 0}
+            for node, address in nodes.items()
+        },
+        "logs": {},
+        "tablets": {},
+        "offsets": {},
+    }
+
+
+def apply(state: State, command: object) -> Result:
+    """Apply one command to ``state`` in place; returns the result, never raises.
+
+    Rejected commands leave the state unchanged and return ``ok: False`` with an error code:
+    ``bad_command``, ``unsupported_version``, ``unknown_op``, ``stale_term``, ``unclaimed_term``,
+    ``stale_epoch``, ``stale_version``, ``stale_incarnation``, ``unknown_node``, ``unknown_log``,
+    ``already_exists``, ``invalid``, ``ineligible_replica`` or ``internal`` (a bug).
+    """
+    try:
+        return _handler(command)(state, command)  # type: ignore[arg-type]
+    except Rejected as rejected:
+        return {"ok": False, "error": rejected.code, "message": rejected.message}
+    except Exception as exc:  # noqa: BLE001 - last line of defence: apply must never raise
+        return {"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}
+
+
+def _handler(command: object) -> Callable[[State, dict[str, Any]], Result]:
+    if not isinstance(command, dict):
+        raise Rejected("bad_command", "a command is a mapping")
+    if command.get("v") != FORMAT_VERSION:
+        raise Rejected("unsupported_version", f"command format {command.get('v')!r}")
+    op = command.get("op")
+    handler = model_commands.HANDLERS.get(op) if isinstance(op, str) else None
+    if handler is None:
+        raise Rejected("unknown_op", f"unknown command {str(op)[:64]!r}")
+    return handler
+
+
+def to_view(state: State, applied_index: int = 0) -> ClusterView:
+    """An immutable snapshot of ``state`` (copies everything; cost is linear in the map)."""
+    nodes = {
+        node: NodeInfo(node, rec["address"], bool(rec["alive"]), rec["incarnation"])
+        for node, rec in state["nodes"].items()
+    }
+    tablets: dict[TabletId, TabletInfo] = {}
+    by_log: dict[str, list[TabletInfo]] = {}
+    for (log, index), rec in state["tablets"].items():
+        info = TabletInfo(
+            log,
+            index,
+            tuple(rec["replicas"]),
+            rec["leader"],
+            rec["leader_epoch"],
+            rec["leader_incarnation"],
+            tuple(rec["isr"]),
+            rec["version"],
+        )
+        tablets[TabletId(log, index)] = info
+        by_log.setdefault(log, []).append(info)
+    logs = {
+        name: LogInfo(name, MappingProxyType(dict(settings)), settings["tablets"])
+        for name, settings in state["logs"].items()
+    }
+    return ClusterView(
+        cluster_name=state["cluster_name"],
+        controller=state["controller"],
+        controller_term=state["controller_term"],
+        nodes=MappingProxyType(nodes),
+        logs=MappingProxyType(logs),
+        tablets=MappingProxyType(tablets),
+        consumer_offsets=MappingProxyType(dict(state["offsets"])),
+        applied_index=applied_index,
+        _by_log=MappingProxyType(
+            {log: tuple(sorted(ts, key=lambda t: t.index)) for log, ts in by_log.items()}
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- command builders
+
+
+def _cmd(op: str, **fields: Any) -> dict[str, Any]:
+    return {"op": op, "v": FORMAT_VERSION, **fields}
+
+
+def claim_controller(node: str, term: int) -> dict[str, Any]:
+    return _cmd("claim_controller", node=node, term=term)
+
+
+def register_node(term: int, node: str, address: str, incarnation: int) -> dict[str, Any]:
+    return _cmd("register_node", term=term, node=node, address=address, incarnation=incarnation)
+
+
+def fence_node(term: int, node: str, incarnation: int) -> dict[str, Any]:
+    return _cmd("fence_node", term=term, node=node, incarnation=incarnation)
+
+
+def create_log(
+    term: int, name: str, settings: Mapping[str, Any], assignments: Sequence[Sequence[str]]
+) -> dict[str, Any]:
+    return _cmd(
+        "create_log",
+        term=term,
+        name=name,
+        settings=dict(settings),
+        assignments=[list(r) for r in assignments],
+    )
+
+
+def delete_log(term: int, name: str) -> dict[str, Any]:
+    return _cmd("delete_log", term=term, name=name)
+
+
+def alter_isr(  # noqa: PLR0917 - mirrors the command's fields
+    term: int, log: str, tablet: int, leader: str, leader_epoch: int, version: int,
+    isr: Sequence[str],
+) -> dict[str, Any]:
+    return _cmd(
+        "alter_isr", term=term, log=log, tablet=tablet, leader=leader,
+        leader_epoch=leader_epoch, version=version, isr=list(isr),
+    )
+
+
+def elect_leader(
+    term: int, log: str, tablet: int, leader_epoch: int, new_leader: str
+) -> dict[str, Any]:
+    return _cmd(
+        "elect_leader", term=term, log=log, tablet=tablet, leader_epoch=leader_epoch,
+        new_leader=new_leader,
+    )
+
+
+def commit_offsets(group: str, offsets: Sequence[tuple[str, int, int]]) -> dict[str, Any]:
+    return _cmd("commit_offsets", group=group, offsets=[list(o) for o in offsets])
