@@ -45,7 +45,9 @@ def place_replicas(
         return (node not in live, leaders[node], replicas[node], order[node])
 
     def replica_key(node: str) -> tuple[int, int, int, int]:
-        return (node not in live, replicas[node], leaders[node], order[node])
+        # Among equally loaded nodes, prefer those leading more: they are the least likely to
+        # be picked as a leader (which adds a replica) later, so replica counts stay level.
+        return (node not in live, replicas[node], -leaders[node], order[node])
 
     result: list[list[str]] = []
     for _ in range(tablets):
