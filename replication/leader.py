@@ -1,0 +1,293 @@
+"""Leader side of one tablet: appends, follower positions, the high watermark, produce acks.
+
+Offsets are exclusive ends throughout (see ``storage.log``): a follower's *fetch offset* is its
+end offset, so it has every offset below it; the **high watermark is the minimum end offset
+over the in-sync replicas** (the leader counting with its durable end offset), and an
+``acks=all`` produce is answered once the high watermark reaches the end of its records.
+
+Safety rests on three rules kept here:
+
+* the in-sync set used for the high watermark is the one in the applied metadata, *plus*
+  followers this leader has asked to add (a superset is always safe); a removal counts only
+  once the controller confirmed it;
+* a follower's progress counts only for fetches at this leader's epoch;
+* the leader's own position is its durable end (``flushed_offset``) when the log fsyncs always,
+  so an acknowledged record is on disk on every in-sync replica.
+
+Not thread-safe: event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from replication.errors import NotEnoughReplicas, NotLeader, ReplicationTimeout
+from replication.model import TabletId, TabletInfo
+from storage.group_commit import GroupCommitter
+from storage.log import AppendResult, TabletLog
+
+
+@dataclass(slots=True)
+class FollowerProgress:
+    """What the leader knows of one follower, from its fetches at the current epoch."""
+
+    end_offset: int | None = None  # None until it fetched at this epoch
+    high_watermark: int = 0
+    last_fetch_s: float = 0.0
+    last_caught_up_s: float = 0.0
+    leader_end_at_last_fetch: int = 0
+
+
+@dataclass(slots=True)
+class _Waiter:
+    end_offset: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class TabletLeader:
+    """Replication state of a tablet this node leads at ``leader_epoch``."""
+
+    def __init__(
+        self,
+        tablet: TabletId,
+        node_id: str,
+        log: TabletLog,
+        committer: GroupCommitter,
+        info: TabletInfo,
+        min_insync_replicas: int,
+        clock: Callable[[], float],
+    ) -> None:
+        assert info.leader == node_id
+        self.tablet = tablet
+        self.node_id = node_id
+        self.log = log
+        self.committer = committer
+        self.leader_epoch = info.leader_epoch
+        self.info = info
+        self.min_insync_replicas = min_insync_replicas
+        self._clock = clock
+        now = clock()
+        self.followers: dict[str, FollowerProgress] = {
+            r: FollowerProgress(last_caught_up_s=now) for r in info.replicas if r != node_id
+        }
+        self.pending_isr_additions: set[str] = set()
+        self.alter_isr_in_flight = False
+        self.closed = False
+        self._waiters: list[tuple[int, int, _Waiter]] = []
+        self._seq = itertools.count()
+        self._data_waiters: set[asyncio.Future[None]] = set()
+        self._hw_waiters: set[asyncio.Future[None]] = set()
+        #: First offset written at this epoch: a follower rejoins the ISR only once past it,
+        #: so it has truncated any divergent tail from older epochs.
+        self.epoch_start_offset = log.end_offset
+        log.assign_epoch(self.leader_epoch, log.end_offset)
+
+    # ------------------------------------------------------------------ metadata
+
+    @property
+    def isr(self) -> tuple[str, ...]:
+        return self.info.isr
+
+    def hw_isr(self) -> set[str]:
+        """Replicas whose position bounds the high watermark (applied ISR ∪ pending adds)."""
+        return set(self.info.isr) | self.pending_isr_additions
+
+    def update_info(self, info: TabletInfo) -> None:
+        """A newer applied version of this tablet at the same epoch (an ISR change)."""
+        if info.leader_epoch != self.leader_epoch or info.version < self.info.version:
+            return
+        self.info = info
+        self.pending_isr_additions -= set(info.isr)
+        self._advance_high_watermark()
+
+    # ------------------------------------------------------------------ produce
+
+    def check_can_append(self, acks: str) -> None:
+        """Fail fast before writing: closed leader, or too few in-sync replicas for acks=all."""
+        if self.closed:
+            raise NotLeader(f"{self.tablet.log}/{self.tablet.index}", None)
+        if acks == "all" and len(self.info.isr) < self.min_insync_replicas:
+            raise NotEnoughReplicas(
+                f"tablet {self.tablet.log}/{self.tablet.index} has {len(self.info.isr)} in-sync "
+                f"replicas, fewer than min_insync_replicas={self.min_insync_replicas}"
+            )
+
+    def append(self, batches: bytes | memoryview) -> AppendResult:
+        """Write as leader (not yet durable nor replicated) and wake parked fetches."""
+        result = self.log.append_as_leader(batches, self.leader_epoch)
+        self._wake(self._data_waiters)
+        return result
+
+    async def wait_acked(self, result: AppendResult, acks: str, timeout_s: float) -> None:
+        """Wait until the write is acknowledged at level ``acks``.
+
+        ``1``: durable on the leader (per its fsync policy); ``all``: the high watermark passed
+        it, with at least ``min_insync_replicas`` in sync. Raises ReplicationTimeout (outcome
+        unknown), NotLeader (leadership lost while waiting; outcome unknown) or
+        NotEnoughReplicas (the ISR shrank below the minimum while waiting).
+        """
+        if acks == "0":
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.committer.wait_durable(result.end_offset)
+                self._advance_high_watermark()
+                if acks == "all":
+                    await self._wait_high_watermark(result.end_offset)
+        except TimeoutError:
+            raise ReplicationTimeout(
+                f"write to {self.tablet.log}/{self.tablet.index} not acknowledged within "
+                f"{timeout_s:.1f} s; it may or may not have committed"
+            ) from None
+        if acks == "all" and len(self.info.isr) < self.min_insync_replicas:
+            raise NotEnoughReplicas("the in-sync set shrank below min_insync_replicas "
+                                    "after the write; it may or may not be kept")
+
+    async def _wait_high_watermark(self, end_offset: int) -> None:
+        if self.log.high_watermark >= end_offset:
+            return
+        if self.closed:
+            raise NotLeader(f"{self.tablet.log}/{self.tablet.index}", None)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (end_offset, next(self._seq), _Waiter(end_offset, future)))
+        await future
+
+    # ------------------------------------------------------------------ replication
+
+    def on_fetch(self, replica: str, fetch_offset: int, follower_hw: int) -> None:
+        """Record a follower's position from a fetch at this epoch (its acknowledgement)."""
+        progress = self.followers.get(replica)
+        if progress is None:
+            return
+        now = self._clock()
+        leader_end = self.log.end_offset
+        if fetch_offset >= leader_end:
+            progress.last_caught_up_s = now
+        elif fetch_offset >= progress.leader_end_at_last_fetch and progress.last_fetch_s:
+            progress.last_caught_up_s = max(progress.last_caught_up_s, progress.last_fetch_s)
+        progress.end_offset = fetch_offset
+        progress.high_watermark = follower_hw
+        progress.last_fetch_s = now
+        progress.leader_end_at_last_fetch = leader_end
+        self._advance_high_watermark()
+
+    def has_news_for(self, fetch_offset: int, follower_hw: int) -> bool:
+        """Would a fetch at this position get data or a newer high watermark now?"""
+        return fetch_offset < self.log.end_offset or follower_hw < self.log.high_watermark
+
+    def on_durable(self) -> None:
+        """The leader's own durable end moved (group commit finished)."""
+        self._advance_high_watermark()
+
+    def _leader_position(self) -> int:
+        if self.log.config.fsync == "always":
+            return self.log.flushed_offset
+        return self.log.end_offset
+
+    def _advance_high_watermark(self) -> None:
+        if self.closed:
+            return
+        position = self._leader_position()
+        for replica in self.hw_isr():
+            if replica == self.node_id:
+                continue
+            progress = self.followers.get(replica)
+            if progress is None or progress.end_offset is None:
+                return  # no position at this epoch yet: the high watermark cannot move
+            position = min(position, progress.end_offset)
+        if position > self.log.high_watermark:
+            self.log.set_high_watermark(position)
+            self._release_waiters()
+            self._wake(self._hw_waiters)
+            self._wake(self._data_waiters)  # followers learn the new high watermark
+
+    def _release_waiters(self) -> None:
+        hw = self.log.high_watermark
+        while self._waiters and self._waiters[0][0] <= hw:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+
+    # ------------------------------------------------------------------ ISR decisions
+
+    def lagging_followers(self, lag_max_s: float) -> list[str]:
+        """ISR members that have not caught up within ``lag_max_s``: to be removed."""
+        now = self._clock()
+        return [
+            r
+            for r in self.info.isr
+            if r != self.node_id
+            and (p := self.followers.get(r)) is not None
+            and now - p.last_caught_up_s > lag_max_s
+        ]
+
+    def caught_up_followers(self) -> list[str]:
+        """Replicas outside the ISR that have caught up to the high watermark: to be added."""
+        hw = self.log.high_watermark
+        return [
+            r
+            for r, p in self.followers.items()
+            if r not in self.info.isr
+            and r not in self.pending_isr_additions
+            and p.end_offset is not None
+            and p.end_offset >= hw
+            and p.end_offset >= self.epoch_start_offset
+        ]
+
+    # ------------------------------------------------------------------ long polls
+
+    async def wait_for_data(self, timeout_s: float) -> None:
+        """Park until new data or a new high watermark (a follower's long poll)."""
+        await self._park(self._data_waiters, timeout_s)
+
+    async def wait_for_high_watermark(self, timeout_s: float) -> None:
+        """Park until the high watermark moves (a consumer's long poll)."""
+        await self._park(self._hw_waiters, timeout_s)
+
+    def data_future(self) -> asyncio.Future[None]:
+        """A future resolved at the next append or high-watermark move (for multi-tablet polls)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._data_waiters.add(future)
+        future.add_done_callback(self._data_waiters.discard)
+        return future
+
+    async def _park(self, waiters: set[asyncio.Future[None]], timeout_s: float) -> None:
+        if self.closed or timeout_s <= 0:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.add(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            waiters.discard(future)
+            if not future.done():
+                future.cancel()
+
+    @staticmethod
+    def _wake(waiters: set[asyncio.Future[None]]) -> None:
+        for future in list(waiters):
+            if not future.done():
+                future.set_result(None)
+        waiters.clear()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def close(self) -> None:
+        """Leadership ended: fail waiting produces (outcome unknown) and wake every poll."""
+        self.closed = True
+        error = ReplicationTimeout(
+            f"leadership of {self.tablet.log}/{self.tablet.index} changed before the write was "
+            "acknowledged; it may or may not have committed"
+        )
+        for _, _, waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+        self._waiters.clear()
+        self._wake(self._data_waiters)
+        self._wake(self._hw_waiters)

@@ -1,0 +1,110 @@
+"""HTTP client for the data-path calls one node makes to another (fetch, epoch end offsets).
+
+One ``aiohttp.ClientSession`` per node, keep-alive connections to every peer, every call
+authenticated with the cluster-secret token and bounded by a timeout. Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
+from replication.errors import PeerUnreachable
+from replication.protocol import (
+    EPOCH_END_PATH,
+    FETCH_PATH,
+    FetchRequest,
+    ProtocolError,
+    TabletFetchResult,
+    decode_fetch_response,
+)
+from storage.errors import TabletLogError
+
+
+class PeerError(TabletLogError):
+    """The peer answered with an error status."""
+
+    code = "peer_error"
+    retriable = True
+
+    def __init__(self, address: str, status: int, error: str, message: str) -> None:
+        super().__init__(f"{address} answered {status} {error}: {message}")
+        self.status = status
+        self.error = error
+
+
+class PeerClient:
+    """Typed calls to other nodes' internal API."""
+
+    def __init__(self, session: aiohttp.ClientSession, secret: str) -> None:
+        self._session = session
+        self._headers = {INTERNAL_TOKEN_HEADER: internal_token(secret)}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
+
+    async def fetch(
+        self, address: str, request: FetchRequest, timeout_s: float
+    ) -> list[TabletFetchResult]:
+        """One long-polling fetch; raises PeerUnreachable, PeerError or ProtocolError."""
+        body = await self._post(address, FETCH_PATH, request.to_json(), timeout_s, raw=True)
+        assert isinstance(body, bytes)
+        return decode_fetch_response(body)
+
+    async def epoch_end(
+        self, address: str, log: str, tablet: int, leader_epoch: int, requested_epoch: int,
+        timeout_s: float,
+    ) -> tuple[int, int]:
+        """(largest epoch ≤ requested known to the leader, its exclusive end offset)."""
+        reply = await self._post(
+            address,
+            EPOCH_END_PATH,
+            {"log": log, "tablet": tablet, "leader_epoch": leader_epoch,
+             "requested_epoch": requested_epoch},
+            timeout_s,
+        )
+        if not isinstance(reply, dict):
+            raise ProtocolError("epoch end reply is not an object")
+        return int(reply["epoch"]), int(reply["end_offset"])
+
+    async def _post(
+        self, address: str, path: str, payload: dict[str, Any], timeout_s: float, *,
+        raw: bool = False,
+    ) -> Any:
+        url = f"http://{address}{path}"
+        try:
+            async with self._session.post(
+                url,
+                data=json.dumps(payload, separators=(",", ":")),
+                headers={**self._headers, "Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise _error_from(address, resp.status, body)
+                return body if raw else json.loads(body)
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
+        except TimeoutError:
+            raise PeerUnreachable(address, f"no answer within {timeout_s:.1f} s",
+                                  refused=False) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise PeerUnreachable(address, f"truncated answer: {exc}", refused=False) from None
+        except asyncio.CancelledError:
+            raise
+
+
+def _error_from(address: str, status: int, body: bytes) -> PeerError:
+    try:
+        parsed = json.loads(body)
+        return PeerError(address, status, str(parsed.get("error")), str(parsed.get("message")))
+    except (ValueError, AttributeError):
+        return PeerError(address, status, "http_error", body[:200].decode("utf-8", "replace"))

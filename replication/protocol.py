@@ -1,0 +1,204 @@
+"""The replica fetch protocol between a follower node and a leader node: fields and framing.
+
+A follower sends one long-polling ``POST /internal/fetch`` per leader node, listing every tablet
+it follows there. The request is small JSON::
+
+    {"replica": "n2", "wait_ms": 500, "max_bytes": 8388608,
+     "tablets": [{"log": "orders", "tablet": 0, "leader_epoch": 3,
+                  "fetch_offset": 1200, "high_watermark": 1100}]}
+
+``fetch_offset`` is the follower's end offset (exclusive): everything below it is written — and,
+with ``fsync: always``, durable — on the follower, so it doubles as the follower's
+acknowledgement. ``high_watermark`` is the follower's view, so the leader can answer at once
+when only the high watermark moved.
+
+The response (``application/vnd.tabletlog.fetch``) is binary so that batch bytes travel exactly
+as stored, never re-encoded::
+
+    4 bytes   big-endian length N of the JSON header
+    N bytes   JSON: {"tablets": [{"log", "tablet", "error": null | code,
+                                  "leader_epoch", "high_watermark", "start_offset",
+                                  "end_offset", "size"}]}
+    ...       for each tablet in header order, ``size`` bytes of whole batches
+
+Epoch end offsets (Kafka's OffsetsForLeaderEpoch, KIP-279) use ``POST /internal/epoch_end``::
+
+    {"log", "tablet", "leader_epoch": follower's view of the current epoch,
+     "requested_epoch": the follower's latest epoch}
+    → {"epoch": largest epoch ≤ requested known to the leader, "end_offset": its exclusive end}
+
+Pure and thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+FETCH_PATH = "/internal/fetch"
+EPOCH_END_PATH = "/internal/epoch_end"
+FETCH_CONTENT_TYPE = "application/vnd.tabletlog.fetch"
+_LEN = struct.Struct(">I")
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+# Per-tablet error codes in a fetch response.
+FENCED_LEADER_EPOCH = "fenced_leader_epoch"  # the follower's epoch is older than the leader's
+UNKNOWN_LEADER_EPOCH = "unknown_leader_epoch"  # the follower is ahead of the leader's metadata
+NOT_LEADER = "not_leader"
+OFFSET_OUT_OF_RANGE = "offset_out_of_range"
+NOT_A_REPLICA = "not_a_replica"
+STORAGE_ERROR = "storage_error"
+
+
+class ProtocolError(ValueError):
+    """A fetch message is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPosition:
+    """One tablet in a fetch request: where the follower is."""
+
+    log: str
+    tablet: int
+    leader_epoch: int
+    fetch_offset: int
+    high_watermark: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "log": self.log,
+            "tablet": self.tablet,
+            "leader_epoch": self.leader_epoch,
+            "fetch_offset": self.fetch_offset,
+            "high_watermark": self.high_watermark,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    replica: str
+    wait_ms: int
+    max_bytes: int
+    positions: tuple[FetchPosition, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "wait_ms": self.wait_ms,
+            "max_bytes": self.max_bytes,
+            "tablets": [p.to_json() for p in self.positions],
+        }
+
+    @staticmethod
+    def from_json(raw: object) -> FetchRequest:
+        """Validate a decoded JSON body; raises ProtocolError with a sentence."""
+        if not isinstance(raw, dict):
+            raise ProtocolError("fetch request must be a JSON object")
+        replica = raw.get("replica")
+        wait_ms = raw.get("wait_ms", 0)
+        max_bytes = raw.get("max_bytes", 8 * 1024 * 1024)
+        tablets = raw.get("tablets")
+        if not isinstance(replica, str) or not replica:
+            raise ProtocolError("replica must be a node id")
+        if not _is_int(wait_ms) or not 0 <= wait_ms <= 60_000:
+            raise ProtocolError("wait_ms must be an integer in [0, 60000]")
+        if not _is_int(max_bytes) or not 1 <= max_bytes <= 256 * 1024 * 1024:
+            raise ProtocolError("max_bytes must be an integer in [1, 256 MiB]")
+        if not isinstance(tablets, list):
+            raise ProtocolError("tablets must be a list")
+        positions = tuple(_position(t) for t in tablets)
+        return FetchRequest(replica, wait_ms, max_bytes, positions)
+
+
+def _position(raw: object) -> FetchPosition:
+    if not isinstance(raw, dict):
+        raise ProtocolError("each tablet must be an object")
+    log, tablet = raw.get("log"), raw.get("tablet")
+    epoch, offset, hw = raw.get("leader_epoch"), raw.get("fetch_offset"), raw.get("high_watermark")
+    if not isinstance(log, str) or not _is_int(tablet) or tablet < 0:
+        raise ProtocolError("each tablet needs a log name and a tablet index")
+    if not _is_int(epoch) or not _is_int(offset) or offset < 0 or not _is_int(hw) or hw < 0:
+        raise ProtocolError("leader_epoch, fetch_offset and high_watermark must be integers")
+    return FetchPosition(log, tablet, epoch, offset, hw)
+
+
+@dataclass(frozen=True, slots=True)
+class TabletFetchResult:
+    """The leader's answer for one tablet; ``data`` holds whole batches (maybe empty)."""
+
+    log: str
+    tablet: int
+    error: str | None
+    leader_epoch: int
+    high_watermark: int
+    start_offset: int
+    end_offset: int
+    data: bytes | memoryview = b""
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "log": self.log,
+            "tablet": self.tablet,
+            "error": self.error,
+            "leader_epoch": self.leader_epoch,
+            "high_watermark": self.high_watermark,
+            "start_offset": self.start_offset,
+            "end_offset": self.end_offset,
+            "size": len(self.data),
+        }
+
+
+def encode_fetch_response(results: Sequence[TabletFetchResult]) -> list[bytes | memoryview]:
+    """The response body as a list of chunks to write in order (batch bytes are not copied)."""
+    header = json.dumps(
+        {"tablets": [r.header() for r in results]}, separators=(",", ":")
+    ).encode()
+    chunks: list[bytes | memoryview] = [_LEN.pack(len(header)), header]
+    chunks.extend(r.data for r in results if len(r.data))
+    return chunks
+
+
+def decode_fetch_response(body: bytes) -> list[TabletFetchResult]:
+    """Split a fetch response; batch bytes are zero-copy memoryviews into ``body``.
+
+    Raises ProtocolError if the framing is inconsistent.
+    """
+    if len(body) < _LEN.size:
+        raise ProtocolError("fetch response shorter than its length prefix")
+    (n,) = _LEN.unpack_from(body, 0)
+    if n > MAX_HEADER_BYTES or _LEN.size + n > len(body):
+        raise ProtocolError("fetch response header length is impossible")
+    try:
+        header = json.loads(body[_LEN.size : _LEN.size + n])
+    except ValueError as exc:
+        raise ProtocolError(f"fetch response header is not JSON: {exc}") from None
+    view = memoryview(body)
+    pos = _LEN.size + n
+    results: list[TabletFetchResult] = []
+    for item in header.get("tablets", []):
+        size = int(item["size"])
+        if pos + size > len(body):
+            raise ProtocolError("fetch response shorter than its header says")
+        results.append(
+            TabletFetchResult(
+                log=item["log"],
+                tablet=int(item["tablet"]),
+                error=item["error"],
+                leader_epoch=int(item["leader_epoch"]),
+                high_watermark=int(item["high_watermark"]),
+                start_offset=int(item["start_offset"]),
+                end_offset=int(item["end_offset"]),
+                data=view[pos : pos + size],
+            )
+        )
+        pos += size
+    if pos != len(body):
+        raise ProtocolError("fetch response has trailing bytes")
+    return results
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

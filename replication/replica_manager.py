@@ -1,0 +1,225 @@
+"""The tablet replicas one node hosts, and their roles as the metadata map changes.
+
+For every tablet the applied map places on this node, the manager keeps its log open and gives
+it a role: **leader** (a :class:`TabletLeader`) when the map names this node *and this process
+incarnation* as leader — a restarted process never resumes leadership at an old epoch, because
+its unflushed tail may differ from what followers copied; **follower** of the named leader
+(a tablet in that leader's :class:`LeaderFetcher`); or **offline** when there is no leader.
+Logs the map no longer holds are deleted, but only once the map is known to be complete.
+
+Event-loop thread only. Metadata changes arrive through :meth:`on_view`, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from node.config import ClusterConfig, LogSettings
+from replication.follower import FollowedTablet, LeaderFetcher
+from replication.leader import TabletLeader
+from replication.model import ClusterView, TabletId, TabletInfo
+from replication.peer_client import PeerClient
+from storage.errors import CorruptSegment
+from storage.group_commit import GroupCommitter
+from storage.log import TabletLog
+from storage.manager import LogManager
+
+log = logging.getLogger(__name__)
+
+ReportUnreachable = Callable[[str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Replica:
+    """One tablet replica on this node: its log and group committer, whatever its role."""
+
+    tablet: TabletId
+    log: TabletLog
+    committer: GroupCommitter
+    settings: LogSettings
+    log_id: str
+
+
+class ReplicaManager:
+    """Keeps local replicas in the roles the metadata map gives them."""
+
+    def __init__(
+        self,
+        node_id: str,
+        incarnation: int,
+        config: ClusterConfig,
+        logs: LogManager,
+        peer: PeerClient,
+        report_unreachable: ReportUnreachable | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node_id = node_id
+        self.incarnation = incarnation
+        self.config = config
+        self.logs = logs
+        self.peer = peer
+        self._report_unreachable = report_unreachable
+        self._clock = clock
+        self.view: ClusterView | None = None
+        self.replicas: dict[TabletId, Replica] = {}
+        self.leaders: dict[TabletId, TabletLeader] = {}
+        self.fetchers: dict[str, LeaderFetcher] = {}
+        self._following: dict[TabletId, str] = {}
+        self.corrupt_recoveries = 0
+        self.closed = False
+
+    # ------------------------------------------------------------------ lookups
+
+    def leader_for(self, tablet: TabletId) -> TabletLeader | None:
+        """The leader state if this process leads ``tablet`` now."""
+        leader = self.leaders.get(tablet)
+        return None if leader is None or leader.closed else leader
+
+    def replica(self, tablet: TabletId) -> Replica | None:
+        return self.replicas.get(tablet)
+
+    # ------------------------------------------------------------------ metadata changes
+
+    def on_view(self, view: ClusterView, *, complete: bool) -> None:
+        """Bring every local replica to the role ``view`` gives it.
+
+        ``complete`` says the view reflects the whole committed map (the metadata store is
+        ready); only then are replicas missing from it deleted.
+        """
+        if self.closed:
+            return
+        self.view = view
+        wanted: set[TabletId] = set()
+        for tablet, info in view.tablets.items():
+            if self.node_id not in info.replicas:
+                continue
+            log_info = view.logs.get(tablet.log)
+            if log_info is None:
+                continue
+            wanted.add(tablet)
+            replica = self._ensure_replica(tablet, log_info.settings, _log_id(log_info))
+            if replica is not None:
+                self._apply_role(replica, info, view)
+        if complete:
+            for tablet in [t for t in self.replicas if t not in wanted]:
+                self._drop_replica(tablet, delete=True)
+
+    def _ensure_replica(self, tablet: TabletId, settings: object, log_id: str) -> Replica | None:
+        replica = self.replicas.get(tablet)
+        if replica is not None and replica.log_id == log_id:
+            return replica
+        if replica is not None:  # the log was deleted and created again under the same name
+            self._drop_replica(tablet, delete=True)
+        merged = self.config.log_defaults.merged(dict(settings))  # type: ignore[call-overload]
+        storage_config = merged.storage_config()
+        try:
+            tablet_log = self.logs.open_log(tablet.log, tablet.index, storage_config, log_id=log_id)
+        except CorruptSegment as exc:
+            # Never serve corrupt bytes: cut the log before the damage; this replica then
+            # re-fetches the rest from the leader (or stays out of the ISR until it has).
+            log.error("%s: %s; truncating before it and re-syncing from the leader", tablet, exc)
+            self.corrupt_recoveries += 1
+            tablet_log = self.logs.open_log(
+                tablet.log, tablet.index, storage_config, log_id=log_id, truncate_corrupt=True
+            )
+        replica = Replica(tablet, tablet_log, GroupCommitter(tablet_log), merged, log_id)
+        self.replicas[tablet] = replica
+        return replica
+
+    def _apply_role(self, replica: Replica, info: TabletInfo, view: ClusterView) -> None:
+        tablet = replica.tablet
+        leads = info.leader == self.node_id and info.leader_incarnation == self.incarnation
+        if leads:
+            self._stop_following(tablet)
+            current = self.leaders.get(tablet)
+            if current is not None and current.leader_epoch == info.leader_epoch:
+                current.update_info(info)
+                return
+            self._stop_leading(tablet)
+            self.leaders[tablet] = TabletLeader(
+                tablet, self.node_id, replica.log, replica.committer, info,
+                replica.settings.min_insync_replicas, self._clock,
+            )
+            log.info("%s: leading at epoch %d (ISR %s)", tablet, info.leader_epoch, info.isr)
+            return
+        self._stop_leading(tablet)
+        leader_node = view.nodes.get(info.leader) if info.leader else None
+        if info.leader is None or info.leader == self.node_id or leader_node is None:
+            self._stop_following(tablet)  # offline: no leader, or our old incarnation's
+            return
+        current_leader = self._following.get(tablet)
+        fetcher = self.fetchers.get(current_leader) if current_leader else None
+        followed = fetcher.tablets.get(tablet) if fetcher else None
+        if (current_leader == info.leader and followed is not None
+                and followed.leader_epoch == info.leader_epoch):
+            return
+        self._stop_following(tablet)
+        fetcher = self._fetcher_for(info.leader, leader_node.address)
+        fetcher.follow(FollowedTablet(tablet, replica.log, replica.committer, info.leader_epoch))
+        self._following[tablet] = info.leader
+
+    def _fetcher_for(self, leader_id: str, address: str) -> LeaderFetcher:
+        fetcher = self.fetchers.get(leader_id)
+        if fetcher is not None and fetcher.address != address:
+            for tablet in list(fetcher.tablets):
+                self._following.pop(tablet, None)
+            asyncio.get_running_loop().create_task(fetcher.close())
+            fetcher = None
+        if fetcher is None:
+            tuning = self.config.tuning
+            fetcher = LeaderFetcher(
+                self.node_id, leader_id, address, self.peer,
+                wait_ms=tuning.fetch_wait_max_ms,
+                request_timeout_s=tuning.request_timeout_ms / 1000,
+                report_unreachable=self._report_unreachable,
+            )
+            self.fetchers[leader_id] = fetcher
+            fetcher.start()
+        return fetcher
+
+    def _stop_following(self, tablet: TabletId) -> None:
+        leader_id = self._following.pop(tablet, None)
+        if leader_id is not None and leader_id in self.fetchers:
+            self.fetchers[leader_id].unfollow(tablet)
+
+    def _stop_leading(self, tablet: TabletId) -> None:
+        leader = self.leaders.pop(tablet, None)
+        if leader is not None:
+            leader.close()
+            log.info("%s: no longer leading (was epoch %d)", tablet, leader.leader_epoch)
+
+    def _drop_replica(self, tablet: TabletId, *, delete: bool) -> None:
+        self._stop_following(tablet)
+        self._stop_leading(tablet)
+        replica = self.replicas.pop(tablet, None)
+        if replica is None:
+            return
+        if delete:
+            log.info("%s: deleting the local replica", tablet)
+            replica.log.delete()
+        else:
+            replica.log.close()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Stop every role, wait for in-flight fsyncs, checkpoint and close every log."""
+        self.closed = True
+        for fetcher in list(self.fetchers.values()):
+            await fetcher.close()
+        self.fetchers.clear()
+        for tablet in list(self.leaders):
+            self._stop_leading(tablet)
+        for replica in self.replicas.values():
+            await replica.committer.close()
+            replica.log.close()
+        self.replicas.clear()
+
+
+def _log_id(log_info: object) -> str:
+    """The identity of one creation of a log (so a re-created name never reuses old data)."""
+    return str(getattr(log_info, "log_id", "") or getattr(log_info, "created_index", ""))

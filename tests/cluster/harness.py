@@ -1,0 +1,342 @@
+"""A real tabletlog cluster for tests: N ``python -m node`` processes on loopback.
+
+Ports come from binding port 0; every node gets its own data directory and log file. Verbs in
+the style of etcd's test network: ``kill`` (SIGKILL), ``pause``/``resume`` (SIGSTOP/SIGCONT),
+``stop`` (SIGTERM), ``start``, ``restart``; ``leader_of``, ``controller``; HTTP helpers. Every
+process is killed on exit. Not thread-safe: drive it from the test's thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.waiting import wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SECRET = "test-cluster-secret"
+
+#: Timers that fail over quickly on loopback while staying robust on a loaded 2-core machine.
+FAST_TUNING: dict[str, int] = {
+    "heartbeat_interval_ms": 200,
+    "session_timeout_ms": 2500,
+    "replica_lag_max_ms": 2500,
+    "fetch_wait_max_ms": 500,
+    "request_timeout_ms": 8000,
+}
+
+
+class HttpError(Exception):
+    """A non-2xx answer; ``body`` is the parsed JSON error when there is one."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+    @property
+    def code(self) -> str | None:
+        return self.body.get("error") if isinstance(self.body, dict) else None
+
+
+def http(method: str, url: str, body: Any = None, *, timeout_s: float = 15.0,
+         raw: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    """One HTTP call; JSON in and out (raw bytes out for non-JSON answers)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            payload = resp.read()
+            if resp.headers.get_content_type() == "application/json":
+                return json.loads(payload) if payload else None
+            return payload
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        try:
+            parsed: Any = json.loads(payload)
+        except ValueError:
+            parsed = payload.decode("utf-8", "replace")
+        raise HttpError(exc.code, parsed) from None
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free TCP ports (held together while chosen, so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class NodeProcess:
+    """One node of the test cluster."""
+
+    id: str
+    host: str
+    api_port: int
+    raft_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Cluster:
+    """N node processes sharing one generated config."""
+
+    base_dir: Path
+    nodes: dict[str, NodeProcess]
+    config_path: Path
+    spawn_prefix: Callable[[str], Sequence[str]] = field(default=lambda _n: ())
+    faults: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, base_dir: Path, size: int = 3, **kwargs: Any) -> Iterator[Cluster]:
+        cluster = cls.create(base_dir, size, **kwargs)
+        try:
+            cluster.start_all()
+            cluster.wait_ready()
+            yield cluster
+        finally:
+            cluster.kill_all()
+
+    @classmethod
+    def create(
+        cls, base_dir: Path, size: int = 3, *, log_defaults: dict[str, Any] | None = None,
+        tuning: dict[str, int] | None = None, hosts: Sequence[str] | None = None,
+        spawn_prefix: Callable[[str], Sequence[str]] | None = None,
+    ) -> Cluster:
+        """Write the config (free ports, one data dir per node) without starting anything."""
+        hosts = list(hosts) if hosts else ["127.0.0.1"] * size
+        ports = free_ports(2 * size)
+        nodes: dict[str, NodeProcess] = {}
+        for i in range(size):
+            node_id = f"n{i + 1}"
+            nodes[node_id] = NodeProcess(
+                node_id, hosts[i], ports[2 * i], ports[2 * i + 1],
+                base_dir / "data" / node_id, base_dir / f"{node_id}.log",
+            )
+        config = {
+            "cluster": {"name": "test", "secret": SECRET},
+            "nodes": [{"id": n.id, "host": n.host, "api_port": n.api_port,
+                       "raft_port": n.raft_port} for n in nodes.values()],
+            "data_dir": str(base_dir / "data" / "{node}"),
+            "log_defaults": {"tablets": 3, "replication_factor": min(3, size),
+                             "min_insync_replicas": min(2, size), "fsync": "always",
+                             **(log_defaults or {})},
+            "tuning": {**FAST_TUNING, **(tuning or {})},
+        }
+        base_dir.mkdir(parents=True, exist_ok=True)
+        config_path = base_dir / "cluster.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        return cls(base_dir, nodes, config_path, spawn_prefix or (lambda _n: ()))
+
+    def start(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        assert not node.running, f"{node_id} is already running"
+        log_file = node.log_path.open("ab")
+        argv = [*self.spawn_prefix(node_id), sys.executable, "-m", "node",
+                "--config", str(self.config_path), "--node", node_id]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+        node.proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                     cwd=REPO_ROOT, env=env, start_new_session=True)
+        log_file.close()
+        node.paused = False
+
+    def start_all(self) -> None:
+        for node_id in self.nodes:
+            self.start(node_id)
+
+    def kill(self, node_id: str) -> None:
+        """SIGKILL: the process dies at once, its page cache survives (not a power cut)."""
+        node = self.nodes[node_id]
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait(10)
+        node.paused = False
+        self.faults.append(f"kill {node_id}")
+
+    def stop(self, node_id: str, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM and wait for a clean exit; returns the exit code."""
+        node = self.nodes[node_id]
+        if node.proc is None or node.proc.poll() is not None:
+            return node.proc.returncode if node.proc else None
+        if node.paused:
+            self.resume(node_id)
+        node.proc.send_signal(signal.SIGTERM)
+        try:
+            return node.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.wait(10)
+            raise AssertionError(f"{node_id} did not stop within {timeout_s} s") from None
+
+    def pause(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        assert node.proc is not None
+        os.kill(node.proc.pid, signal.SIGSTOP)
+        node.paused = True
+        self.faults.append(f"pause {node_id}")
+
+    def resume(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        assert node.proc is not None
+        os.kill(node.proc.pid, signal.SIGCONT)
+        node.paused = False
+
+    def restart(self, node_id: str) -> None:
+        self.kill(node_id)
+        self.start(node_id)
+
+    def kill_all(self) -> None:
+        for node in self.nodes.values():
+            if node.proc is not None and node.proc.poll() is None:
+                if node.paused:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(node.proc.pid, signal.SIGCONT)
+                node.proc.kill()
+                node.proc.wait(10)
+
+    def logs_tail(self, lines: int = 60) -> str:
+        out = []
+        for node in self.nodes.values():
+            if node.log_path.exists():
+                text = node.log_path.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"===== {node.id} ({node.log_path}) =====\n" + "\n".join(text))
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ queries
+
+    def running_nodes(self) -> list[str]:
+        return [n.id for n in self.nodes.values() if n.running and not n.paused]
+
+    def api(self, node_id: str | None, method: str, path: str, body: Any = None,
+            **kwargs: Any) -> Any:
+        """Call ``path`` on ``node_id`` (None: the first running node)."""
+        target = node_id or self.running_nodes()[0]
+        return http(method, self.nodes[target].url + path, body, **kwargs)
+
+    def is_ready(self, node_id: str) -> bool:
+        try:
+            self.api(node_id, "GET", "/readyz", timeout_s=2)
+            return True
+        except (HttpError, OSError):
+            return False
+
+    def wait_ready(self, nodes: Sequence[str] | None = None, timeout_s: float = 30) -> None:
+        targets = list(nodes or self.running_nodes())
+        wait_until(lambda: all(self.is_ready(n) for n in targets), timeout_s,
+                   f"nodes {targets} ready", interval_s=0.1)
+        wait_until(lambda: self.controller(), timeout_s, "a controller is elected")
+
+    def controller(self) -> str | None:
+        for node_id in self.running_nodes():
+            try:
+                controller = self.api(node_id, "GET", "/v1/cluster", timeout_s=2)["controller"]
+            except (HttpError, OSError):
+                continue
+            if controller:
+                return str(controller)
+        return None
+
+    def describe(self, log: str, node_id: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.api(node_id, "GET", f"/v1/logs/{log}", timeout_s=5)
+        return result
+
+    def tablet(self, log: str, tablet: int, node_id: str | None = None) -> dict[str, Any]:
+        tablets: list[dict[str, Any]] = self.describe(log, node_id)["tablets"]
+        return next(t for t in tablets if t["tablet"] == tablet)
+
+    def leader_of(self, log: str, tablet: int, node_id: str | None = None) -> str | None:
+        leader = self.tablet(log, tablet, node_id)["leader"]
+        return str(leader) if leader else None
+
+    # ------------------------------------------------------------------ data
+
+    def create_log(self, name: str, node_id: str | None = None, **settings: Any) -> Any:
+        return self.api(node_id, "POST", "/v1/logs", {"name": name, **settings})
+
+    def produce(self, log: str, records: list[dict[str, Any]], *, acks: str = "all",
+                node_id: str | None = None, timeout_s: float = 15) -> list[dict[str, int]]:
+        reply = self.api(node_id, "POST", f"/v1/logs/{log}/records",
+                         {"records": records, "acks": acks}, timeout_s=timeout_s)
+        offsets: list[dict[str, int]] = reply["offsets"]
+        return offsets
+
+    def read_all(self, log: str, tablet: int, *, node_id: str | None = None,
+                 start: int = 0) -> list[dict[str, Any]]:
+        """Every committed record of a tablet from ``start`` (values decoded to str)."""
+        records: list[dict[str, Any]] = []
+        offset = start
+        while True:
+            reply = self.api(node_id, "GET", f"/v1/logs/{log}/tablets/{tablet}/records"
+                             f"?offset={offset}&max_records=10000", timeout_s=10)
+            for record in reply["records"]:
+                if record.get("value_b64") is not None:
+                    record["value"] = base64.b64decode(record["value_b64"]).decode()
+                records.append(record)
+            if reply["next_offset"] >= reply["high_watermark"] or not reply["records"]:
+                return records
+            offset = reply["next_offset"]
+
+    def replica_view(self, log: str, tablet: int, replica: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api(
+            replica, "GET", f"/v1/logs/{log}/tablets/{tablet}/replicas/{replica}", timeout_s=10)
+        return result
+
+    def digests_agree(self, log: str, tablet: int, replicas: Sequence[str]) -> bool:
+        views = [self.replica_view(log, tablet, r) for r in replicas]
+        first = views[0]
+        return all(
+            v["digest"] == first["digest"] and v["high_watermark"] == first["high_watermark"]
+            for v in views
+        )
+
+
+def wait_for_leader(cluster: Cluster, log: str, tablet: int, *, exclude: Sequence[str] = (),
+                    timeout_s: float = 20) -> str:
+    """Wait until a running node outside ``exclude`` leads the tablet; return its id."""
+    def leader() -> str | None:
+        found = cluster.leader_of(log, tablet)
+        return found if found and found not in exclude and found in cluster.running_nodes() \
+            else None
+    return wait_until(leader, timeout_s, f"a new leader for {log}/{tablet} outside {exclude}")
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start
