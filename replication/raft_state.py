@@ -1,0 +1,318 @@
+"""The metadata map replicated by Raft (pysyncobj 0.3.17). The only module importing pysyncobj.
+
+One ``SyncObj`` subclass holds the plain-dict state of :mod:`replication.model` and exposes a
+single ``@replicated`` method, ``apply_command(cmd)``, whose body calls the pure ``model.apply``
+and then publishes a new immutable :class:`ClusterView` through ``on_view``. pysyncobj is made
+safe as DESIGN.md §2 and notes/pysyncobj.md require:
+
+* **Authentication**: ``password`` = the cluster secret. pysyncobj unpickles every inbound frame;
+  with a password, frames that do not decrypt under the cluster key are dropped *before*
+  unpickling, so a stranger can neither run code on a node nor join the cluster.
+  ``bindAddress`` is the node's own bind host, never 0.0.0.0 by default.
+* **Durability**: the journal is :class:`replication.raft_journal.DurableJournal` (fsync per
+  entry, term and vote fsync'ed before voting) instead of pysyncobj's unflushed mmap, and the
+  snapshot (``dump``) is written with fsync through the custom serializer below.
+* **No poison pills**: ``apply_command`` never raises (model.apply never does, and a last
+  try/except turns a bug into a recorded no-op), because a raising apply hangs every voter.
+* **Snapshots hold builtins only** and are read back with an unpickler that refuses every
+  global, so even a forged snapshot cannot name a callable.
+
+Threading: the SyncObj runs its own tick thread, which applies entries and calls callbacks,
+``on_view`` and the (de)serializer. It exits when the thread that *constructed* the SyncObj
+exits, so construct :class:`RaftState` on the main thread. The public methods are safe to call
+from any thread (they only enqueue commands or read single attributes).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pysyncobj.syncobj as _syncobj_module
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.journal import MemoryJournal
+
+from node.config import ClusterConfig, Tuning
+from replication import model
+from replication.errors import MetadataTimeout, MetadataUnavailable, ReplicationError
+from replication.model import ClusterView
+from replication.raft_journal import DurableJournal, fsync_path
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[dict[str, Any] | None, int], None]
+"""``callback(result, fail_reason)`` of a submitted command; runs on pysyncobj's thread (or
+on the submitting thread when the queue is full)."""
+
+SNAPSHOT_MAGIC = b"TLSNAP01"
+_SNAPSHOT_HEAD = struct.Struct("<I")
+
+
+def _create_journal(journal_file: str | None) -> Any:
+    """pysyncobj's journal factory, replaced so every file journal is durable."""
+    if journal_file is None:
+        return MemoryJournal()
+    return DurableJournal(journal_file, Path(journal_file).with_name("dump"))
+
+
+# pysyncobj builds its journal with the module-level name ``createJournal`` (syncobj.py:166);
+# there is no hook, so the name is replaced for every SyncObj in this process.
+_syncobj_module.createJournal = _create_journal
+
+
+def error_for(fail_reason: int) -> ReplicationError | None:
+    """The error for a pysyncobj ``FAIL_REASON`` (None for SUCCESS). The only such mapping.
+
+    QUEUE_FULL, MISSING_LEADER, NOT_LEADER, REQUEST_DENIED and DISCARDED mean the command was
+    not (and will not be) applied; LEADER_CHANGED and UNKNOWN_OUTCOME mean it may have been.
+    """
+    if fail_reason == FAIL_REASON.SUCCESS:
+        return None
+    if fail_reason == FAIL_REASON.QUEUE_FULL:
+        return MetadataUnavailable("the metadata command queue is full")
+    if fail_reason == FAIL_REASON.MISSING_LEADER:
+        return MetadataUnavailable("no metadata (Raft) leader is known")
+    if fail_reason == FAIL_REASON.NOT_LEADER:
+        return MetadataUnavailable("the node the command was sent to is not the Raft leader")
+    if fail_reason == FAIL_REASON.DISCARDED:
+        return MetadataUnavailable("the command was discarded by a new Raft leader")
+    if fail_reason == FAIL_REASON.REQUEST_DENIED:
+        return MetadataUnavailable("the Raft leader denied the request")
+    if fail_reason == FAIL_REASON.LEADER_CHANGED:
+        return MetadataTimeout("the Raft leader changed; the command may or may not be applied")
+    return MetadataTimeout(f"outcome of the metadata command is unknown (reason {fail_reason})")
+
+
+class _BuiltinsOnly(pickle.Unpickler):
+    """Unpickler for snapshots: builtins only, so no pickle can name a callable."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"snapshot may not reference {module}.{name}")
+
+
+def encode_snapshot(payload: dict[str, Any]) -> bytes:
+    body = pickle.dumps(payload, protocol=5)
+    return SNAPSHOT_MAGIC + _SNAPSHOT_HEAD.pack(zlib.crc32(body)) + body
+
+
+def decode_snapshot(data: bytes) -> dict[str, Any]:
+    """Inverse of :func:`encode_snapshot`; raises ValueError or TypeError on any damage."""
+    head = len(SNAPSHOT_MAGIC) + _SNAPSHOT_HEAD.size
+    if not data.startswith(SNAPSHOT_MAGIC) or len(data) < head:
+        raise ValueError("not a tabletlog metadata snapshot")
+    (crc,) = _SNAPSHOT_HEAD.unpack_from(data, len(SNAPSHOT_MAGIC))
+    body = data[head:]
+    if zlib.crc32(body) != crc:
+        raise ValueError("metadata snapshot fails its checksum")
+    try:
+        payload = _BuiltinsOnly(io.BytesIO(body)).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise ValueError(f"unreadable metadata snapshot: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("state"), dict):
+        raise TypeError("malformed metadata snapshot")
+    return payload
+
+
+class _MetadataSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
+    """The replicated object. Holds no state itself: ``apply`` owns it."""
+
+    def __init__(
+        self,
+        self_node: str | None,
+        other_nodes: Sequence[str],
+        conf: SyncObjConf,
+        apply: Callable[[_MetadataSyncObj, object], dict[str, Any]],
+    ) -> None:
+        self._apply_fn = apply  # set before super().__init__: excluded from pysyncobj's dump
+        super().__init__(self_node, list(other_nodes), conf)
+
+    @replicated  # type: ignore[untyped-decorator]  # pysyncobj is untyped
+    def apply_command(self, cmd: object) -> dict[str, Any]:
+        return self._apply_fn(self, cmd)
+
+
+def sync_conf(config: ClusterConfig, node_id: str, raft_dir: Path, **extra: Any) -> SyncObjConf:
+    """pysyncobj settings for ``node_id``: secret, bind address, files and Tuning timers."""
+    spec = config.node(node_id)
+    t: Tuning = config.tuning
+    min_s = t.raft_min_timeout_ms / 1000
+    max_s = max(t.raft_max_timeout_ms, t.raft_min_timeout_ms + 1) / 1000  # pysyncobj: max > min
+    return SyncObjConf(
+        password=config.secret,
+        bindAddress=f"{spec.bind_host}:{spec.raft_port}",
+        journalFile=str(raft_dir / "journal"),
+        fullDumpFile=str(raft_dir / "dump"),
+        useFork=False,
+        appendEntriesUseBatch=False,
+        commandsWaitLeader=False,
+        dynamicMembershipChange=False,
+        appendEntriesPeriod=t.raft_append_entries_period_ms / 1000,
+        raftMinTimeout=min_s,
+        raftMaxTimeout=max_s,
+        connectionTimeout=max(t.raft_connection_timeout_ms / 1000, max_s),
+        connectionRetryTime=t.raft_connection_retry_ms / 1000,
+        leaderFallbackTimeout=t.raft_leader_fallback_timeout_ms / 1000,
+        **extra,
+    )
+
+
+class RaftState:
+    """The local replica of the metadata map; see the module docstring for the guarantees.
+
+    ``on_view(view)`` is called on pysyncobj's thread with each new view. ``voters`` (default:
+    every node of the config) are the Raft members; any other node follows the log as a
+    read-only observer. Methods are thread-safe.
+    """
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        node_id: str,
+        data_dir: str | Path,
+        on_view: Callable[[ClusterView], None],
+        *,
+        voters: Sequence[str] | None = None,
+        compaction_min_entries: int = 5000,
+        compaction_min_time_s: float = 300.0,
+    ) -> None:
+        raft_dir = Path(data_dir) / "raft"
+        raft_dir.mkdir(parents=True, exist_ok=True)
+        self._state = model.initial_state(
+            config.name, {n.id: n.api_address for n in config.nodes}
+        )
+        self.initial_view = model.to_view(self._state)
+        self._on_view = on_view
+        self._dirty = False
+        self.snapshot_error: str | None = None
+        voter_ids = list(voters) if voters else [n.id for n in config.nodes]
+        self._node_by_raft = {config.node(v).raft_address: v for v in voter_ids}
+        self.node_id = node_id
+        conf = sync_conf(
+            config,
+            node_id,
+            raft_dir,
+            serializer=self._write_snapshot,
+            deserializer=self._read_snapshot,
+            logCompactionMinEntries=compaction_min_entries,
+            logCompactionMinTime=compaction_min_time_s,
+        )
+        self_node = config.node(node_id).raft_address if node_id in voter_ids else None
+        others = [config.node(v).raft_address for v in voter_ids if v != node_id]
+        self._sync = _MetadataSyncObj(self_node, others, conf, self._apply)
+        self._sync.addOnTickCallback(self._on_tick)
+
+    # ------------------------------------------------------------------ pysyncobj thread
+
+    def _apply(self, sync: _MetadataSyncObj, cmd: object) -> dict[str, Any]:
+        index = int(sync.raftLastApplied) + 1
+        try:
+            result = dict(model.apply(self._state, cmd))
+        except Exception as exc:
+            log.exception("metadata apply failed at index %d", index)
+            result = {"ok": False, "error": "internal", "message": repr(exc)}
+        if not result["ok"]:
+            log.info("metadata command at index %d rejected: %s", index, result)
+        result["index"] = index
+        if index >= int(sync.raftCommitIndex):
+            self._publish(index)
+        else:  # replaying a backlog: one view at the end of the tick is enough
+            self._dirty = True
+        return result
+
+    def _on_tick(self) -> None:
+        if self._dirty:
+            self._publish(int(self._sync.raftLastApplied))
+
+    def _publish(self, index: int) -> None:
+        self._dirty = False
+        try:
+            self._on_view(model.to_view(self._state, index))
+        except Exception:  # a consumer bug must not stop Raft
+            log.exception("publishing the metadata view failed")
+
+    def _write_snapshot(self, path: str, entries: tuple[Any, ...]) -> None:
+        last, prev, cluster = entries
+        payload = {
+            "state": self._state,
+            "last": tuple(last),
+            "prev": tuple(prev),
+            "cluster": sorted(str(node) for node in cluster),
+        }
+        with Path(path).open("wb") as f:
+            f.write(encode_snapshot(payload))
+            f.flush()
+            fsync_path(Path(path))
+
+    def _read_snapshot(self, path: str) -> tuple[Any, Any, Any]:
+        try:
+            payload = decode_snapshot(Path(path).read_bytes())
+        except (OSError, ValueError, TypeError) as exc:
+            # The journal behind the snapshot is gone, so applying on top of the initial state
+            # would build a wrong map: stay unready and say why.
+            self.snapshot_error = str(exc)
+            log.critical("cannot load the metadata snapshot %s: %s", path, exc)
+            raise
+        self._state = payload["state"]
+        last = payload["last"]
+        self._publish(int(last[1]))
+        return last, payload["prev"], payload["cluster"]
+
+    # ------------------------------------------------------------------ any thread
+
+    def submit(self, cmd: dict[str, Any], callback: Callback) -> None:
+        """Propose ``cmd``; ``callback(result, fail_reason)`` fires once, on some thread.
+
+        ``result`` (on SUCCESS) is model.apply's result plus ``index``, the Raft index of the
+        entry. The callback may never fire (pysyncobj loses some): always time out.
+        """
+
+        def guarded(result: dict[str, Any] | None, fail_reason: int) -> None:
+            try:
+                callback(result, fail_reason)
+            except Exception:  # must not propagate into pysyncobj's tick
+                log.exception("metadata command callback failed")
+
+        self._sync.apply_command(cmd, callback=guarded)
+
+    def is_raft_leader(self) -> bool:
+        """Whether this node believes it is Raft leader (several may, briefly: never a fence)."""
+        return bool(self._sync._isLeader())
+
+    def raft_leader_id(self) -> str | None:
+        """Node id of the last known Raft leader, or None."""
+        leader = self._sync._getLeader()
+        return None if leader is None else self._node_by_raft.get(str(leader.id))
+
+    def raft_term(self) -> int:
+        return int(self._sync.raftCurrentTerm)
+
+    def is_ready(self) -> bool:
+        """True once this node has applied the leader's commit index (stays true after)."""
+        return bool(self._sync.isReady()) and self.snapshot_error is None
+
+    def status(self) -> dict[str, Any]:
+        """Raft counters for /v1/cluster-style diagnostics (values may be a tick apart)."""
+        return {
+            "node": self.node_id,
+            "raft_leader": self.raft_leader_id(),
+            "is_raft_leader": self.is_raft_leader(),
+            "raft_term": self.raft_term(),
+            "commit_index": int(self._sync.raftCommitIndex),
+            "last_applied": int(self._sync.raftLastApplied),
+            "ready": self.is_ready(),
+            "snapshot_error": self.snapshot_error,
+        }
+
+    def force_compaction(self) -> None:
+        """Write a snapshot and cut the journal at the next tick (tests, operators)."""
+        self._sync.forceLogCompaction()
+
+    def close(self) -> None:
+        """Stop the tick thread and close files; waits for the thread to end."""
+        self._sync.destroy_synchronous()
