@@ -74,9 +74,11 @@ class AsyncClient:
     async def create_log(self, name: str, **settings: Any) -> LogDescription:
         """Create a log; ``settings`` are the optional fields of ``POST /v1/logs``.
 
-        Raises AlreadyExists, BadRequest (a bad setting), NotEnoughReplicas (too few nodes).
+        Settings are sent as given: ``retention_ms=None`` means keep forever (JSON null); leave a
+        setting out to take the cluster's default. Raises AlreadyExists, BadRequest (a bad
+        setting), NotEnoughReplicas (too few nodes).
         """
-        body = {"name": name, **{k: v for k, v in settings.items() if v is not None}}
+        body = {"name": name, **settings}
         answer = await self._call("POST", "/v1/logs", json_body=body, idempotent=False)
         self.metadata.forget(name)
         return LogDescription.parse(answer.json_object())

@@ -266,6 +266,11 @@ _BY_CODE: dict[str, type[ServerError]] = {
 _BY_CODE["fenced_leader_epoch"] = StaleEpoch
 _BY_CODE["log_closed"] = Unavailable
 _BY_CODE["not_ready"] = NoLeader
+_BY_CODE["not_controller"] = NoLeader
+_BY_CODE["metadata_unavailable"] = NoLeader
+_BY_CODE["peer_unreachable"] = Unavailable
+_BY_CODE["peer_error"] = Unavailable
+_BY_CODE["corrupt_segment"] = Unavailable
 _BY_CODE["unknown_log"] = NotFound
 
 

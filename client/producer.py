@@ -389,11 +389,13 @@ class Producer:
         unsent = not getattr(exc, "sent", True)
         if exc.outcome_unknown and not unsent and not self._idempotent:
             return None  # a retry could append the records twice
-        if isinstance(exc, NotLeader) and exc.leader_address is not None:
-            self._client.metadata.note_leader(self._log, state.tablet, exc.leader,
-                                              exc.leader_address)
-            if attempt == 0:
+        metadata = self._client.metadata
+        if isinstance(exc, NotLeader) and exc.leader is not None:
+            metadata.note_leader(self._log, state.tablet, exc.leader, exc.leader_address)
+            hinted = metadata.leader_address(self._log, state.tablet)
+            if hinted is not None and hinted != exc.address and attempt == 0:
                 return 0.0  # the node told us where to go; no need to wait
+            state.stale_leader = hinted is None or hinted == exc.address
         elif exc.refresh_metadata:
             state.stale_leader = True
         backoff = min(self._backoff_s * 2.0**attempt, self._backoff_max_s)

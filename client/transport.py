@@ -167,8 +167,9 @@ class HttpTransport:
                 return Response(answer.status, payload, dict(answer.headers), address)
         except aiohttp.ClientConnectorError as exc:
             # the TCP connection was never established: the node never saw the request
+            reason = exc.os_error.strerror or _reason(exc)
             raise ConnectionFailed(
-                f"cannot connect to {address}: {_reason(exc)}", address=address, sent=False
+                f"cannot connect to {address}: {reason}", address=address, sent=False
             ) from exc
         except TimeoutError as exc:
             raise RequestTimeout(
