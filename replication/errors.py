@@ -151,3 +151,16 @@ class ReplicationTimeout(ReplicationError):
 
     code = "timeout"
     retriable = True
+
+
+class RemoteError(ReplicationError):
+    """Another node answered an internal call with an error this node has no class for."""
+
+    code = "peer_error"
+    retriable = True
+
+    def __init__(self, address: str, status: int, error: str, message: str) -> None:
+        super().__init__(f"{address} answered {status} {error}: {message}")
+        self.address = address
+        self.status = status
+        self.error = error
