@@ -165,23 +165,25 @@ def sync_conf(config: ClusterConfig, node_id: str, raft_dir: Path, **extra: Any)
 class RaftState:
     """The local replica of the metadata map; see the module docstring for the guarantees.
 
-    ``on_view(view)`` is called on pysyncobj's thread with each new view. ``voters`` (default:
-    every node of the config) are the Raft members; any other node follows the log as a
-    read-only observer. Methods are thread-safe.
+    Files live in ``raft_dir`` (normally ``<data_dir>/raft``). ``on_view(view)`` is called on
+    pysyncobj's thread with each new view, ``on_ready()`` once when this node has caught up with
+    the leader's commit index. ``voters`` (default: every node of the config) are the Raft
+    members; any other node follows the log as a read-only observer. Methods are thread-safe.
     """
 
     def __init__(
         self,
         config: ClusterConfig,
         node_id: str,
-        data_dir: str | Path,
+        raft_dir: str | Path,
         on_view: Callable[[ClusterView], None],
         *,
+        on_ready: Callable[[], None] | None = None,
         voters: Sequence[str] | None = None,
         compaction_min_entries: int = 5000,
         compaction_min_time_s: float = 300.0,
     ) -> None:
-        raft_dir = Path(data_dir) / "raft"
+        raft_dir = Path(raft_dir)
         raft_dir.mkdir(parents=True, exist_ok=True)
         self._state = model.initial_state(
             config.name, {n.id: n.api_address for n in config.nodes}
@@ -201,6 +203,7 @@ class RaftState:
             deserializer=self._read_snapshot,
             logCompactionMinEntries=compaction_min_entries,
             logCompactionMinTime=compaction_min_time_s,
+            onReady=on_ready,
         )
         self_node = config.node(node_id).raft_address if node_id in voter_ids else None
         others = [config.node(v).raft_address for v in voter_ids if v != node_id]

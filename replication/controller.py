@@ -1,0 +1,388 @@
+"""The controller: the Raft leader's duties (placement, liveness, failover) and node heartbeats.
+
+**Who is controller.** While the local node is Raft leader, :meth:`Controller.run` claims the
+controller role for the current Raft term (``claim_controller`` command) and is *active* once
+the claim is applied and this node is still leader in that term. Every later command carries
+that term, so commands of a deposed controller are no-ops in the map.
+
+**Confirmed effects.** pysyncobj can report a false SUCCESS after a partition heals
+(notes/pysyncobj.md §4). A command's result is trusted only if, after it was applied here, this
+node is still Raft leader in the claim's term: an entry of term T applied by the leader of term
+T was committed by a majority (the false success needs a node that has lost that leadership).
+Otherwise the outcome is unknown (:class:`MetadataTimeout`). One command is in flight at a time
+(``asyncio.Lock``), so an isolated leader can only ever build a one-entry divergent tail.
+
+**Liveness.** Nodes heartbeat the controller over HTTP; it keeps monotonic last-seen times (no
+Raft traffic per heartbeat). A new controller starts every timer at its claim, i.e. gives every
+node one full session timeout. A node silent for ``session_timeout_ms`` is fenced. Faster: a
+node whose heartbeat is late, or that a follower reports unreachable, is probed
+(``GET /healthz``); a *refused* connection means no process listens, and it is fenced at once.
+A heartbeat from a dead node or a new incarnation registers it again.
+
+Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from node.config import ClusterConfig, LogSettings
+from replication import model
+from replication.controller_client import ControllerClient
+from replication.errors import (
+    AlreadyExists,
+    CommandRejected,
+    InvalidRequest,
+    MetadataTimeout,
+    MetadataUnavailable,
+    NotController,
+    PeerUnreachable,
+    ReplicationError,
+    StaleEpoch,
+    StaleVersion,
+    UnknownLog,
+)
+from replication.heartbeat import Heartbeater
+from replication.metadata import MetadataStore
+from replication.model import TabletInfo
+from replication.placement import place_replicas
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Controller", "Heartbeater", "error_for_rejection"]
+
+COMMAND_TIMEOUT_S = 2.0
+COMMAND_ATTEMPTS = 3
+PROBE_TIMEOUT_S = 0.5
+
+
+def error_for_rejection(result: dict[str, Any]) -> ReplicationError:
+    """The error for a command the map recorded as a no-op."""
+    code, message = str(result.get("error")), str(result.get("message", ""))
+    if code == "stale_epoch":
+        return StaleEpoch(message)
+    if code == "stale_version":
+        return StaleVersion(message)
+    if code == "already_exists":
+        return AlreadyExists(message)
+    if code == "unknown_log":
+        return UnknownLog(message)
+    if code in ("invalid", "bad_command", "unknown_node"):
+        return InvalidRequest(message)
+    if code in ("stale_term", "unclaimed_term"):
+        return NotController(None)
+    return CommandRejected(code, message)
+
+
+class Controller:
+    """Controller duties of this node; the HTTP layer calls the public coroutines.
+
+    Each public method raises :class:`NotController` unless this node is the active controller.
+    """
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        node_id: str,
+        config: ClusterConfig,
+        http: ControllerClient,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        tick_s: float = 0.1,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.config = config
+        self._http = http
+        self._clock = clock
+        self._tick_s = tick_s
+        self._session_timeout_s = config.tuning.session_timeout_ms / 1000
+        self._late_s = 2 * config.tuning.heartbeat_interval_ms / 1000
+        self._term: int | None = None
+        self._active_since = 0.0
+        self._last_seen: dict[str, float] = {}
+        self._last_probe: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self._background: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ role
+
+    @property
+    def is_active(self) -> bool:
+        """Whether this node is the controller now: Raft leader in the term it claimed."""
+        term, view = self._term, self.store.view
+        return (
+            term is not None
+            and self.store.is_raft_leader()
+            and self.store.raft_term() == term
+            and view.controller == self.node_id
+            and view.controller_term == term
+        )
+
+    @property
+    def term(self) -> int | None:
+        """The controller term claimed by this node (None if it never became active)."""
+        return self._term
+
+    def _require_active(self) -> int:
+        if not self.is_active:
+            hint = self.store.view.controller
+            if hint == self.node_id:
+                leader = self.store.raft_leader_id()
+                hint = leader if leader != self.node_id else None
+            raise NotController(hint)
+        assert self._term is not None
+        return self._term
+
+    async def run(self) -> None:
+        """Background task: claim the role while Raft leader, then watch liveness."""
+        while True:
+            try:
+                await self.step()
+            except ReplicationError as exc:
+                log.warning("controller step failed: %s", exc)
+            await asyncio.sleep(self._tick_s)
+
+    async def step(self) -> None:
+        """One round of :meth:`run` (exposed for tests)."""
+        if not self.store.is_raft_leader():
+            if self._term is not None:
+                log.info("node %s is no longer the controller (term %d)", self.node_id,
+                         self._term)
+                self._deactivate()
+            return
+        if not self.is_active:
+            await self._claim(self.store.raft_term())
+            return
+        await self._check_liveness()
+
+    def _deactivate(self) -> None:
+        self._term = None
+        for task in self._background.values():
+            task.cancel()
+        self._background.clear()
+
+    async def _claim(self, term: int) -> None:
+        async with self._lock:
+            result = await self.store.propose(model.claim_controller(self.node_id, term),
+                                              COMMAND_TIMEOUT_S)
+            if not result["ok"]:
+                log.warning("controller claim for term %d rejected: %s", term, result)
+                return
+            view = self.store.view
+            confirmed = view.controller == self.node_id and view.controller_term == term
+            if not (confirmed and self._still_leader(term)):
+                return
+            self._term = term
+            self._active_since = self._clock()
+            self._last_seen = dict.fromkeys(view.nodes, self._active_since)
+            self._last_probe.clear()
+        log.info("node %s is the controller for term %d", self.node_id, term)
+        # The previous controller may have died with this election: find dead nodes now
+        # rather than a session timeout later.
+        for node in view.nodes.values():
+            if node.alive and node.id != self.node_id:
+                self._spawn(f"probe:{node.id}", self._probe_and_fence(node.id, "new controller"))
+
+    def _still_leader(self, term: int) -> bool:
+        return self.store.is_raft_leader() and self.store.raft_term() == term
+
+    # ------------------------------------------------------------------ commands
+
+    async def _command(self, cmd: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Apply ``cmd`` (with our term) and confirm it; returns (result, was_retried).
+
+        Retries after an unknown outcome are safe because every command is idempotent or
+        compare-and-set; ``was_retried`` lets the caller recognise its own earlier success
+        in a CAS failure.
+        """
+        async with self._lock:
+            for attempt in range(COMMAND_ATTEMPTS):
+                term = self._require_active()
+                assert cmd.get("term", term) == term
+                try:
+                    result = await self.store.propose(cmd, COMMAND_TIMEOUT_S)
+                except (MetadataTimeout, MetadataUnavailable) as exc:
+                    log.info("controller command %s attempt %d: %s", cmd["op"], attempt + 1, exc)
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                if not self._still_leader(term):
+                    raise MetadataTimeout("lost Raft leadership while applying a command; its "
+                                          "outcome is unknown")
+                return result, attempt > 0
+        raise MetadataTimeout(f"metadata command {cmd['op']} did not complete; it may have")
+
+    def _tablet_or_raise(self, log_name: str, index: int) -> TabletInfo:
+        tablet = self.store.view.tablet(log_name, index)
+        if tablet is None:
+            raise UnknownLog(f"no tablet {index} of log {log_name!r}")
+        return tablet
+
+    async def create_log(self, name: str, settings: LogSettings) -> list[TabletInfo]:
+        """Place and create a log; returns its tablets. Raises AlreadyExists, InvalidRequest."""
+        term = self._require_active()
+        view = self.store.view
+        if name in view.logs:
+            raise AlreadyExists(f"log {name!r} already exists")
+        try:
+            assignments = place_replicas(
+                view.live_nodes(), list(view.nodes),
+                [t.replicas for t in view.tablets.values()],
+                settings.tablets, settings.replication_factor,
+            )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        result, _ = await self._command(
+            model.create_log(term, name, settings.to_dict(), assignments))
+        if not result["ok"]:
+            raise error_for_rejection(result)
+        return list(self.store.view.tablets_of(name))
+
+    async def delete_log(self, name: str) -> None:
+        term = self._require_active()
+        if name not in self.store.view.logs:
+            raise UnknownLog(f"no log named {name!r}")
+        result, retried = await self._command(model.delete_log(term, name))
+        if not result["ok"] and not (retried and result["error"] == "unknown_log"):
+            raise error_for_rejection(result)
+
+    async def alter_isr(  # noqa: PLR0917 - mirrors the command
+        self, log_name: str, tablet: int, leader: str, leader_epoch: int, version: int,
+        isr: Sequence[str],
+    ) -> TabletInfo:
+        """Compare-and-set a tablet's ISR for its leader. The leader must not act on the new
+        ISR unless this returns; raises StaleEpoch/StaleVersion when the CAS fails."""
+        term = self._require_active()
+        cmd = model.alter_isr(term, log_name, tablet, leader, leader_epoch, version, isr)
+        result, retried = await self._command(cmd)
+        current = self._tablet_or_raise(log_name, tablet)
+        if result["ok"]:
+            return current
+        done = (current.leader == leader and current.leader_epoch == leader_epoch
+                and set(current.isr) == set(isr) and current.version == version + 1)
+        if retried and done:  # our earlier attempt applied it
+            return current
+        raise error_for_rejection(result)
+
+    async def elect_leader(
+        self, log_name: str, tablet: int, leader_epoch: int, new_leader: str
+    ) -> TabletInfo:
+        """Move leadership to an alive ISR member (controlled shutdown, preferred leader)."""
+        term = self._require_active()
+        result, retried = await self._command(
+            model.elect_leader(term, log_name, tablet, leader_epoch, new_leader))
+        current = self._tablet_or_raise(log_name, tablet)
+        if result["ok"]:
+            return current
+        if retried and current.leader == new_leader and current.leader_epoch == leader_epoch + 1:
+            return current
+        raise error_for_rejection(result)
+
+    async def commit_offsets(self, group: str, offsets: Sequence[Sequence[Any]]) -> None:
+        self._require_active()
+        cmd = model.commit_offsets(group, [(str(o[0]), int(o[1]), int(o[2])) for o in offsets])
+        result, _ = await self._command(cmd)
+        if not result["ok"]:
+            raise error_for_rejection(result)
+
+    # ------------------------------------------------------------------ liveness
+
+    async def handle_heartbeat(self, node: str, incarnation: int, address: str) -> dict[str, Any]:
+        """Record that ``node`` (process ``incarnation``) is alive at API ``address``.
+
+        Registers it (in the background, one at a time per node) when the map has it dead or
+        at another incarnation; raises CommandRejected for an incarnation older than the map's
+        (a message from a process that has since been replaced).
+        """
+        term = self._require_active()
+        if node not in self.store.view.nodes:
+            raise InvalidRequest(f"node {node!r} is not in the cluster config")
+        known = self.store.view.nodes[node]
+        if incarnation < known.incarnation:
+            raise CommandRejected("stale_incarnation",
+                                  f"{node} already runs incarnation {known.incarnation}")
+        self._last_seen[node] = self._clock()
+        current = known.alive and known.incarnation == incarnation and known.address == address
+        if not current:
+            self._spawn(f"register:{node}", self._register(node, incarnation, address))
+        return {"controller": self.node_id, "term": term, "registered": current}
+
+    async def _register(self, node: str, incarnation: int, address: str) -> None:
+        term = self._require_active()
+        result, _ = await self._command(model.register_node(term, node, address, incarnation))
+        if result["ok"]:
+            log.info("registered %s incarnation %d at %s (%d tablets re-elected)", node,
+                     incarnation, address, result.get("tablets_changed", 0))
+        else:
+            log.info("registration of %s refused: %s", node, result)
+
+    async def report_unreachable(self, reporter: str, node: str) -> dict[str, Any]:
+        """A follower could not connect to ``node``: probe it, fence it if nothing listens."""
+        self._require_active()
+        info = self.store.view.nodes.get(node)
+        if info is None or not info.alive or node == self.node_id:
+            return {"fenced": False}
+        fenced = await self._probe_and_fence(node, f"reported unreachable by {reporter}")
+        return {"fenced": fenced}
+
+    async def _check_liveness(self) -> None:
+        now = self._clock()
+        self._last_seen[self.node_id] = now  # the controller's own process is evidently alive
+        for node in self.store.view.nodes.values():
+            if not node.alive:
+                continue
+            silent_s = now - self._last_seen.get(node.id, self._active_since)
+            if silent_s > self._session_timeout_s:
+                await self._fence(node.id, node.incarnation,
+                                  f"silent for {silent_s:.1f} s (session timeout)")
+            elif silent_s > self._late_s and now - self._last_probe.get(node.id, 0.0) > \
+                    self._late_s:
+                self._spawn(f"probe:{node.id}", self._probe_and_fence(node.id, "late heartbeat"))
+
+    async def _probe_and_fence(self, node: str, reason: str) -> bool:
+        info = self.store.view.nodes.get(node)
+        if info is None or not info.alive:
+            return False
+        self._last_probe[node] = self._clock()
+        if not await self._http.probe(info.address, PROBE_TIMEOUT_S):
+            return False
+        return await self._fence(node, info.incarnation, f"{reason}; connection refused")
+
+    async def _fence(self, node: str, incarnation: int, reason: str) -> bool:
+        term = self._require_active()
+        result, _ = await self._command(model.fence_node(term, node, incarnation))
+        if not result["ok"]:
+            log.info("fencing %s refused: %s", node, result)
+            return False
+        log.warning("fenced %s (incarnation %d): %s; %d tablets changed", node, incarnation,
+                    reason, result.get("tablets_changed", 0))
+        return True
+
+    def _spawn(self, key: str, coro: Any) -> None:
+        """Run ``coro`` in the background unless a task with ``key`` still runs."""
+        running = self._background.get(key)
+        if running is not None and not running.done():
+            coro.close()
+            return
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except (ReplicationError, PeerUnreachable) as exc:
+                log.info("controller task %s: %s", key, exc)
+
+        self._background[key] = asyncio.get_running_loop().create_task(guarded(), name=key)
+
+    async def close(self) -> None:
+        """Cancel background work (registrations, probes)."""
+        tasks = list(self._background.values())
+        self._deactivate()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
