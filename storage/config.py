@@ -20,6 +20,8 @@ class LogConfig:
     retention_bytes: int | None = None
     fsync: FsyncPolicy = "always"
     index_interval_bytes: int = 4096
+    verify_reads: bool = True
+    """Check both CRCs of every batch a read returns (the bytes are then read, not sliced)."""
 
     def __post_init__(self) -> None:
         if self.segment_bytes < 1024:

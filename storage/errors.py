@@ -106,3 +106,51 @@ class LogClosed(StorageError):
 
     code = "log_closed"
     retriable = True
+
+
+class DiskFull(StorageError):
+    """A write failed because the disk is full; nothing of the request was appended.
+
+    Retry after retention or an operator freed space.
+    """
+
+    code = "disk_full"
+    retriable = True
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(f"no space left on the device of {directory}")
+        self.directory = directory
+
+
+class StaleLeaderEpoch(StorageError):
+    """A leader append carried an epoch older than the newest one this log has seen.
+
+    The caller is no longer the leader (or raced a leadership change): refresh metadata.
+    """
+
+    code = "stale_leader_epoch"
+
+    def __init__(self, epoch: int, latest_epoch: int) -> None:
+        super().__init__(f"leader epoch {epoch} is older than the log's latest {latest_epoch}")
+        self.epoch = epoch
+        self.latest_epoch = latest_epoch
+
+
+class FlushFailed(StorageError):
+    """An fsync failed: appends waiting for durability were not made durable.
+
+    The log should be closed and reopened (recovery), since the kernel may have dropped the
+    unwritten pages.
+    """
+
+    code = "flush_failed"
+
+
+class LogTruncated(StorageError):
+    """The log was truncated (or emptied) while an append waited to become durable.
+
+    The append may be gone; a leader answers its producer with a retriable error.
+    """
+
+    code = "log_truncated"
+    retriable = True

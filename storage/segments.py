@@ -1,0 +1,306 @@
+"""SegmentSet: the ordered segments of one log directory and every change to their files.
+
+Offsets: segment ``i`` holds [base_offset_i, base_offset_{i+1}); the last (active) segment holds
+[base_offset, end_offset) and is the only one written. Deletions are crash-safe: files are first
+renamed to ``*.deleted`` (recovery removes any left over), then unlinked.
+
+Durability bookkeeping for flush tickets: fds of segments rolled since the last flush and of
+their freshly written index files are kept open (owned here) until a ticket takes them, and the
+directory is marked dirty when a file was created, so the next ticket fsyncs it. With
+``fsync: never`` nothing is kept (closing is enough).
+
+Not thread-safe: owned by one TabletLog on the event-loop thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from bisect import bisect_right
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from storage.checkpoint import fsync_directory
+from storage.config import LogConfig
+from storage.errors import CorruptSegment, DiskFull
+from storage.files import FileCache, write_all
+from storage.layout import DELETED_SUFFIX, segment_files
+from storage.reader import IndexMismatch, Slice, find_boundary, find_time, read_slice
+from storage.results import LogStats
+from storage.scan import PRead
+from storage.segment import SEGMENT_BYTES_HARD_MAX, Segment
+from storage.segment_check import SegmentDamaged, check_closed
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BatchPlacement = tuple[int, int, int, int]
+"""(base_offset, end_offset, size in bytes, append time ms) of one batch being written."""
+
+
+class SegmentSet:
+    """Segments of one log, oldest first; never empty; the last one has the write fd open."""
+
+    def __init__(
+        self, directory: Path, config: LogConfig, files: FileCache, segments: list[Segment],
+        stats: LogStats,
+    ) -> None:
+        assert segments and segments[-1].fd is not None
+        self.directory = directory
+        self.config = config
+        self.files = files
+        self.segments = segments
+        self._bases = [s.base_offset for s in segments]
+        self.size_bytes = sum(s.size for s in segments)
+        self.roll_bytes = min(config.segment_bytes, SEGMENT_BYTES_HARD_MAX)
+        self._keep_sync_fds = config.fsync != "never"
+        self._sync_fds: list[int] = []
+        self.dir_dirty = False
+        self.stats = stats
+
+    @property
+    def active(self) -> Segment:
+        """The last segment, the one appended to."""
+        return self.segments[-1]
+
+    @property
+    def end_offset(self) -> int:
+        """Offset after the last batch of the log."""
+        return self.segments[-1].end_offset
+
+    def segment_for(self, offset: int) -> Segment:
+        """The segment whose range holds ``offset`` (the active one for ``end_offset``)."""
+        i = bisect_right(self._bases, offset)
+        assert i > 0, f"offset {offset} below the first segment"
+        return self.segments[i - 1]
+
+    def pread_of(self, segment: Segment) -> PRead:
+        """A ``pread(size, position)`` on ``segment``'s file through the FileCache."""
+        path, files = segment.path, self.files
+        return lambda size, position: files.pread(path, size, position)
+
+    def read(self, offset: int, max_bytes: int, limit: int) -> tuple[Segment, Slice] | None:
+        """Whole batches of one segment from the one holding ``offset`` (see reader.read_slice).
+
+        ``offset`` < ``limit`` <= end_offset. Raises CorruptSegment.
+        """
+        seg = self.segment_for(offset)
+        pread = self.pread_of(seg)
+        found = self._with_index(seg, lambda: read_slice(
+            seg, pread, offset, max_bytes, limit, verify=self.config.verify_reads,
+            interval_bytes=self.config.index_interval_bytes,
+        ))
+        return None if found is None else (seg, found)
+
+    def find_time(self, time_ms: int, start_offset: int) -> int | None:
+        """Base offset of the first batch ending after ``start_offset`` with append time >=
+        ``time_ms``, or None. Raises CorruptSegment."""
+        for seg in self.segments:
+            if seg.max_time_ms >= time_ms and seg.end_offset > start_offset:
+                found = self._find_time_in(seg, time_ms)
+                if found is not None:
+                    return found
+        return None
+
+    def _find_time_in(self, seg: Segment, time_ms: int) -> int | None:
+        pread = self.pread_of(seg)
+        return self._with_index(seg, lambda: find_time(seg, pread, time_ms))
+
+    def boundary_at_or_below(self, offset: int) -> int:
+        """The largest batch boundary <= ``offset`` (< end_offset). Raises CorruptSegment."""
+        seg = self.segment_for(offset)
+        pread = self.pread_of(seg)
+        return self._with_index(seg, lambda: find_boundary(seg, pread, offset)).offset
+
+    def truncate_to(self, offset: int) -> int:
+        """Cut the log at the largest batch boundary <= ``offset`` (< end_offset); return it.
+
+        Later segments are deleted first (see ``cut``). Raises CorruptSegment, OSError.
+        """
+        seg = self.segment_for(offset)
+        pread = self.pread_of(seg)
+        boundary = self._with_index(seg, lambda: find_boundary(seg, pread, offset))
+        self.cut(seg, boundary.offset, boundary.position)
+        last_time = seg.time_index.last_time_ms
+        if last_time >= boundary.max_time_ms:
+            rel = seg.time_index.relative_offsets[-1] if len(seg.time_index) else 0
+            max_time, max_offset = last_time, seg.base_offset + rel
+        else:
+            max_time, max_offset = boundary.max_time_ms, boundary.max_time_offset
+        first = seg.first_time_ms if boundary.offset > seg.base_offset else None
+        seg.reset_times(first, max_time, max_offset)
+        return boundary.offset
+
+    def _with_index(self, seg: Segment, action: Callable[[], T]) -> T:
+        """Run ``action``; if the segment's index turns out stale, rebuild it and run again."""
+        try:
+            return action()
+        except IndexMismatch as err:
+            log.warning("%s: index does not match the log (%s); rebuilding it", seg.path, err)
+        try:
+            check_closed(seg, self.files, seg.end_offset, self.config.index_interval_bytes,
+                         full=True)
+        except SegmentDamaged as damage:
+            raise CorruptSegment(str(seg.path), damage.position, damage.reason) from None
+        self.stats.index_rebuilds += 1
+        try:
+            return action()
+        except IndexMismatch as err:
+            raise CorruptSegment(str(seg.path), 0, str(err)) from None
+
+    def needs_roll(self, pending_bytes: int, batch_bytes: int) -> bool:
+        """Whether a batch of ``batch_bytes`` must go to a new segment, with ``pending_bytes``
+        already planned for the active one. A batch bigger than a segment still gets one."""
+        used = self.active.size + pending_bytes
+        return used > 0 and used + batch_bytes > self.roll_bytes
+
+    def write(self, buffers: list[bytes | memoryview], batches: list[BatchPlacement]) -> None:
+        """Append ``buffers`` (whole batches, in one writev where possible) to the active segment.
+
+        On error the file is cut back to its previous size and the error re-raised (DiskFull for
+        ENOSPC, else OSError); nothing of the request is then in this segment.
+        """
+        seg = self.active
+        assert seg.fd is not None
+        position = seg.size
+        try:
+            write_all(seg.fd, buffers)
+        except OSError as err:
+            os.ftruncate(seg.fd, position)
+            if err.errno == errno.ENOSPC:
+                raise DiskFull(str(self.directory)) from err
+            raise
+        self.stats.writes += 1
+        interval = self.config.index_interval_bytes
+        start = position
+        for base, end, size, time_ms in batches:
+            seg.note_batch(position, base, end, size=size, time_ms=time_ms, interval_bytes=interval)
+            position += size
+        self.size_bytes += position - start
+
+    def roll(self) -> Segment:
+        """Seal the active segment (write its index files) and start a new one at the end offset.
+
+        Raises OSError.
+        """
+        old = self.active
+        assert not old.is_empty, "never roll an empty segment"
+        old.finish_time_index()
+        index_fds = old.write_indexes(keep_open=self._keep_sync_fds)
+        fd = old.release_writer(self.files)
+        assert fd is not None
+        if self._keep_sync_fds:
+            self._sync_fds += [fd, *index_fds]
+        else:
+            os.close(fd)
+        new = Segment(self.directory, old.end_offset)
+        new.open_writer(self.files, create=True)
+        self.segments.append(new)
+        self._bases.append(new.base_offset)
+        self.dir_dirty = True
+        self.stats.rolls += 1
+        return new
+
+    def take_sync_fds(self) -> tuple[list[int], list[int]]:
+        """(file fds, directory fds) a flush ticket must fsync; the ticket owns them all."""
+        assert self.active.fd is not None
+        files = [*self._sync_fds, os.dup(self.active.fd)]
+        self._sync_fds = []
+        dirs = []
+        if self.dir_dirty:
+            dirs.append(os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            self.dir_dirty = False
+        return files, dirs
+
+    @property
+    def has_unsynced_files(self) -> bool:
+        """Whether rolled segments or a directory change await an fsync."""
+        return bool(self._sync_fds) or self.dir_dirty
+
+    def cut(self, segment: Segment, offset: int, position: int) -> None:
+        """Make ``segment`` the active one ending at batch boundary ``offset`` (at ``position``).
+
+        Later segments are deleted first (renamed, directory fsynced), then the file is cut and
+        fsynced, so a crash never leaves later segments after a shortened one. The caller fixes
+        the segment's times (``reset_times``). Raises OSError.
+        """
+        i = self.segments.index(segment)
+        doomed = self.segments[i + 1 :]
+        renamed = self._rename_deleted(doomed)
+        del self.segments[i + 1 :]
+        del self._bases[i + 1 :]
+        if renamed:
+            fsync_directory(self.directory)
+        if segment.fd is None:
+            segment.open_writer(self.files, create=False)
+            for path in (segment.index_path, segment.time_index_path):
+                path.unlink(missing_ok=True)  # stale now; rewritten when sealed
+        assert segment.fd is not None
+        os.ftruncate(segment.fd, position)
+        os.fdatasync(segment.fd)
+        segment.truncate_indexes(offset, position)
+        self._unlink(renamed)
+        self._recount()
+
+    def delete_oldest(self, count: int) -> list[Segment]:
+        """Delete the ``count`` oldest segments (never the active one); return them."""
+        assert 0 <= count < len(self.segments)
+        doomed = self.segments[:count]
+        renamed = self._rename_deleted(doomed)
+        del self.segments[:count]
+        del self._bases[:count]
+        self._unlink(renamed)
+        self._recount()
+        return doomed
+
+    def replace_all(self, base_offset: int) -> None:
+        """Delete every segment and start one empty active segment at ``base_offset``.
+
+        The old files are renamed (and the rename made durable) before the new file exists.
+        """
+        renamed = self._rename_deleted(self.segments)
+        fsync_directory(self.directory)
+        new = Segment(self.directory, base_offset)
+        new.open_writer(self.files, create=True)
+        self.segments = [new]
+        self._bases = [base_offset]
+        self.dir_dirty = True
+        self._unlink(renamed)
+        self._recount()
+
+    def close(self) -> None:
+        """Close every fd this set owns (the caller flushed first if it wanted durability)."""
+        for fd in self._sync_fds:
+            os.close(fd)
+        self._sync_fds = []
+        writer = self.active.release_writer(self.files)
+        if writer is not None:
+            os.close(writer)
+        self.files.evict_under(self.directory)
+
+    def _rename_deleted(self, doomed: list[Segment]) -> list[Path]:
+        renamed = []
+        for seg in doomed:
+            fd = seg.release_writer(self.files)
+            if fd is not None:
+                os.close(fd)
+            self.files.evict(seg.path)
+            for path in segment_files(self.directory, seg.base_offset):
+                target = path.with_name(path.name + DELETED_SUFFIX)
+                try:
+                    path.rename(target)
+                except FileNotFoundError:
+                    continue
+                renamed.append(target)
+        return renamed
+
+    @staticmethod
+    def _unlink(paths: list[Path]) -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    def _recount(self) -> None:
+        self.size_bytes = sum(s.size for s in self.segments)
