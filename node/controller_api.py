@@ -34,6 +34,7 @@ from node.http_errors import error_response, response_for
 from replication.auth import INTERNAL_TOKEN_HEADER, token_is_valid
 from replication.controller import Controller
 from replication.controller_client import CONTROLLER_PATH, tablet_to_json
+from replication.errors import CommandRejected
 from storage.errors import TabletLogError
 
 Body = dict[str, Any]
@@ -151,6 +152,8 @@ def controller_routes(controller: Controller, secret: str) -> list[web.RouteDef]
                 return web.json_response(await op(controller, body))
             except _BadRequest as exc:
                 return error_response("bad_request", str(exc), 400)
+            except CommandRejected as exc:  # keep the map's reason machine-readable
+                return error_response(exc.code, exc.detail, reason=exc.reason)
             except TabletLogError as exc:
                 return response_for(exc)
 
