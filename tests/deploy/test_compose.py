@@ -108,6 +108,19 @@ class ComposeCluster:
         assert len(found) == 1, f"containers of {node}: {found}"
         return found[0]
 
+    def running(self, node: str) -> bool:
+        argv = ["podman", "inspect", "--format", "{{.State.Running}}", self.container(node)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        return proc.stdout.strip() == "true"
+
+    def all_ready(self) -> bool:
+        """Every node answers /readyz 200; fails at once if a container has exited."""
+        for node in NODES:
+            if not self.running(node):
+                self.dump_logs()
+                raise AssertionError(f"the container of {node} exited (its log is printed above)")
+        return all(ready(u) for u in self.urls.values())
+
     def healthy(self, node: str) -> bool:
         """Run the container's healthcheck now (podman has no timer here without systemd)."""
         argv = ["podman", "healthcheck", "run", self.container(node)]
@@ -206,11 +219,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster
     )
     c.compose("build", "n1", timeout_s=900)
     built = time.monotonic()
+    print(f"wheels + image build: {built - started:.1f} s")
     try:
         c.compose("up", "-d", timeout_s=300)
-        wait_until(lambda: all(ready(u) for u in c.urls.values()), 180, "all nodes are ready")
+        wait_until(c.all_ready, 180, "all nodes are ready", interval_s=1.0)
         wait_until(lambda: all(c.healthy(n) for n in NODES), 60, "all containers are healthy")
-        print(f"build {built - started:.1f} s, up to healthy {time.monotonic() - built:.1f} s")
+        print(f"up to ready and healthy: {time.monotonic() - built:.1f} s")
         yield c
     finally:
         c.dump_logs()
