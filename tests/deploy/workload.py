@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-RETRIABLE_STATUSES = {0, 502, 503, 504}
+# 421 not_leader: leadership is moving (the answer names no leader yet); retry elsewhere or later.
+RETRIABLE_STATUSES = {0, 421, 502, 503, 504}
 
 
 def http_json(
