@@ -77,13 +77,13 @@ class FileCache:
             return
         entry = self._readers.get(key)
         if entry is None:
-            entry = _Entry(os.open(key, os.O_RDONLY | os.O_CLOEXEC))
+            entry = _Entry(os.open(key, os.O_RDONLY | os.O_CLOEXEC), pins=1)
             self.opens += 1
             self._readers[key] = entry
             self._shrink()
         else:
             self._readers.move_to_end(key)
-        entry.pins += 1
+            entry.pins += 1
         try:
             yield entry.fd
         finally:

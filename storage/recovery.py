@@ -191,7 +191,8 @@ def _load_states(
         nonlocal changed
         if h.base_offset >= replay_from:
             producers.update(h, h.base_offset, h.end_offset)
-        if (rebuild_epochs or not clean) and h.leader_epoch >= 0:
+        latest = epochs.latest_epoch
+        if (rebuild_epochs or not clean) and h.leader_epoch > (-1 if latest is None else latest):
             changed |= epochs.assign(h.leader_epoch, h.base_offset, persist=False)
 
     replay_headers(segments, files, first, visit)

@@ -55,7 +55,7 @@ def check_closed(
     """
     size = _file_size(segment)
     pread = _pread(files, segment)
-    if not full and _check_with_index(segment, pread, size, expected_end):
+    if not full and _check_with_index(segment, pread, size, expected_end, interval_bytes):
         return 0
     _rebuild(segment, pread, size, interval_bytes)
     if segment.end_offset != expected_end:
@@ -70,8 +70,12 @@ def check_closed(
     return 1
 
 
-def _check_with_index(segment: Segment, pread: PRead, size: int, expected_end: int) -> bool:
+def _check_with_index(
+    segment: Segment, pread: PRead, size: int, expected_end: int, interval_bytes: int
+) -> bool:
     span = expected_end - segment.base_offset
+    if size == 0:  # an empty segment (just rolled, or truncated to its base)
+        return span == 0
     try:
         raw_index = segment.index_path.read_bytes()
         raw_time = segment.time_index_path.read_bytes()
@@ -93,11 +97,13 @@ def _check_with_index(segment: Segment, pread: PRead, size: int, expected_end: i
     expected = segment.base_offset + rel
     max_time = time_index.last_time_ms
     max_offset = segment.base_offset + (time_index.relative_offsets[-1] if len(time_index) else 0)
+    walked = 0
     try:
         for _pos, h in BatchWalk(pread, position, size, verify=True):
-            if h.base_offset != expected:
-                return False
+            if h.base_offset != expected or walked >= interval_bytes:
+                return False  # not where the index says, or an entry is missing (cut short)
             expected = h.end_offset
+            walked += h.size
             if h.append_time_ms > max_time:
                 max_time, max_offset = h.append_time_ms, h.base_offset
     except CorruptBatch:

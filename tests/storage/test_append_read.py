@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_leader_append_assigns_offsets_and_stamps_only_the_prefix(
     # Everything the producer wrote after the stamped prefix is byte-identical.
     assert stored[p1 + CRC_POS : p2] == first[CRC_POS:]
     assert stored[p2 + CRC_POS :] == second[CRC_POS:]
-    assert [v for _, v in values_of(stored)][0] == b"v1-0-v1-0-v1-0-v1-0-"
+    assert values_of(stored)[0][1] == b"v1-0-v1-0-v1-0-v1-0-"
     assert log.leader_epochs == ((4, 0),)
 
 
@@ -169,7 +170,7 @@ def test_segments_roll_by_age(open_log: OpenLog, clock: FakeClock) -> None:
     assert log.segment_bases == [0, 6, 9]
 
 
-def test_follower_append_is_verbatim_and_contiguous(open_log: OpenLog, tmp_path) -> None:
+def test_follower_append_is_verbatim_and_contiguous(open_log: OpenLog, tmp_path: Path) -> None:
     leader = open_log()
     for epoch in (1, 1, 2):
         leader.append_as_leader(make_batch(2, tag=epoch), epoch)
@@ -194,7 +195,7 @@ def test_follower_append_is_verbatim_and_contiguous(open_log: OpenLog, tmp_path)
         follower.close()
 
 
-def test_follower_append_rejects_corrupt_bytes(open_log: OpenLog, tmp_path) -> None:
+def test_follower_append_rejects_corrupt_bytes(open_log: OpenLog, tmp_path: Path) -> None:
     leader = open_log()
     leader.append_as_leader(make_batch(2), 1)
     data = bytearray(read_all(leader))
@@ -208,7 +209,9 @@ def test_follower_append_rejects_corrupt_bytes(open_log: OpenLog, tmp_path) -> N
         follower.close()
 
 
-def test_empty_follower_accepts_a_batch_straddling_its_start(open_log: OpenLog, tmp_path) -> None:
+def test_empty_follower_accepts_a_batch_straddling_its_start(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
     leader = open_log()
     leader.append_as_leader(make_batch(10), 1)
     data = leader.read(0, 1000).read_bytes()

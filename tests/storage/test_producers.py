@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -122,7 +123,7 @@ def test_truncation_forgets_truncated_batches(open_log: OpenLog) -> None:
     assert log.end_offset == 4
 
 
-def test_follower_appends_update_producer_state(open_log: OpenLog, tmp_path) -> None:
+def test_follower_appends_update_producer_state(open_log: OpenLog, tmp_path: Path) -> None:
     leader = open_log()
     leader.append_as_leader(pbatch(0), 0)
     follower = TabletLog.open(tmp_path / "f", leader.config)

@@ -39,7 +39,9 @@ def make_value(tag: int) -> bytes:
     return values_of(make_batch(1, tag=tag))[0][1] or b""
 
 
-def test_truncate_into_a_closed_segment_deletes_later_ones(open_log: OpenLog, tmp_path) -> None:
+def test_truncate_into_a_closed_segment_deletes_later_ones(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
     log = open_log(segment_bytes=1024)
     fill(log, 40)
     bases = log.segment_bases
@@ -78,14 +80,14 @@ def test_truncation_fixes_the_epoch_cache(open_log: OpenLog) -> None:
     fill(log, 2, epoch=1)
     fill(log, 2, epoch=3)
     fill(log, 2, epoch=5)
-    assert log.leader_epochs == ((1, 0), (3, 6), (5, 12))
+    assert list(log.leader_epochs) == [(1, 0), (3, 6), (5, 12)]
     log.truncate_to(12)
-    assert log.leader_epochs == ((1, 0), (3, 6))
+    assert list(log.leader_epochs) == [(1, 0), (3, 6)]
     assert log.end_offset_for_epoch(5) == (3, 12)
     log.truncate_to(10)
-    assert log.leader_epochs == ((1, 0), (3, 6)) and log.end_offset == 9
+    assert list(log.leader_epochs) == [(1, 0), (3, 6)] and log.end_offset == 9
     log.truncate_to(7)  # the boundary is 6: no epoch-3 batch is left
-    assert log.leader_epochs == ((1, 0),) and log.end_offset == 6
+    assert list(log.leader_epochs) == [(1, 0)] and log.end_offset == 6
 
 
 def test_end_offset_for_epoch_follows_kip_279(open_log: OpenLog) -> None:
@@ -94,7 +96,7 @@ def test_end_offset_for_epoch_follows_kip_279(open_log: OpenLog) -> None:
     fill(log, 2, epoch=2)
     fill(log, 1, epoch=4)
     log.assign_epoch(7, log.end_offset)
-    assert log.leader_epochs == ((2, 0), (4, 6), (7, 9))
+    assert list(log.leader_epochs) == [(2, 0), (4, 6), (7, 9)]
     assert log.end_offset_for_epoch(1) == (-1, -1)
     assert log.end_offset_for_epoch(2) == (2, 6)
     assert log.end_offset_for_epoch(3) == (2, 6)
@@ -108,13 +110,13 @@ def test_assign_epoch_is_idempotent_and_rejects_stale_epochs(open_log: OpenLog) 
     fill(log, 1, epoch=1)
     log.assign_epoch(2, 3)
     log.assign_epoch(2, 3)
-    assert log.leader_epochs == ((1, 0), (2, 3))
+    assert list(log.leader_epochs) == [(1, 0), (2, 3)]
     with pytest.raises(StaleLeaderEpoch):
         log.assign_epoch(1, 3)
     with pytest.raises(ValueError, match="beyond"):
         log.assign_epoch(3, 4)
     log.assign_epoch(3, 3)  # epoch 2 never got a batch: replaced
-    assert log.leader_epochs == ((1, 0), (3, 3))
+    assert list(log.leader_epochs) == [(1, 0), (3, 3)]
 
 
 def test_high_watermark_is_clamped_monotonic_and_checkpointed(open_log: OpenLog) -> None:
