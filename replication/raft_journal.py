@@ -26,6 +26,7 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ MAGIC = b"TLJRNL01"
 _HEAD = struct.Struct("<II")
 _BODY = struct.Struct("<QQ")
 Entry = tuple[bytes, int, int]
+DumpReader = Callable[[Path], tuple[Entry, Entry] | None]
+"""Returns the snapshot's (prev, last) entries, or None when there is no readable snapshot."""
 
 
 def fsync_path(path: Path) -> None:
@@ -89,10 +92,14 @@ class DurableJournal:
     """pysyncobj ``Journal`` whose every mutation is on disk before the call returns.
 
     ``dump_path`` is the snapshot file: it is made durable before the journal forgets the
-    entries the snapshot replaces (``clear`` and ``deleteEntriesTo``).
+    entries the snapshot replaces (``clear`` and ``deleteEntriesTo``). ``read_dump`` lets the
+    journal finish a compaction a crash interrupted (see :meth:`_finish_compaction`).
     """
 
-    def __init__(self, path: str | Path, dump_path: str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path, dump_path: str | Path | None = None,
+        read_dump: DumpReader | None = None,
+    ) -> None:
         self._path = Path(path)
         self._dump_path = Path(dump_path) if dump_path else None
         self._meta_path = self._path.with_name(self._path.name + ".meta")
@@ -100,6 +107,28 @@ class DurableJournal:
         self._meta_dirty = False
         self._entries, self._offsets, self._end = self._load()
         self._fd = os.open(self._path, os.O_RDWR)
+        if read_dump is not None and self._dump_path is not None and self._dump_path.exists():
+            self._finish_compaction(read_dump(self._dump_path))
+
+    def _finish_compaction(self, dump_entries: tuple[Entry, Entry] | None) -> None:
+        """Cut the journal where the snapshot ends, if a crash came between the two.
+
+        pysyncobj writes the snapshot, then cuts the journal a tick later. On start it keeps
+        the journal only if its first two entries are the snapshot's last two, and otherwise
+        *clears* it, dropping every entry after the snapshot. A node killed inside that tick
+        (likely: every voter compacts at the same entry count) would lose entries it had
+        acknowledged, so complete the cut here, as the compaction would have.
+        """
+        if dump_entries is None:
+            return
+        prev, last = (tuple(e) for e in dump_entries)
+        for i in range(len(self._entries) - 1):
+            if self._entries[i] == prev and self._entries[i + 1] == last:
+                if i > 0:
+                    log.info("Raft journal %s: finishing a compaction interrupted by a crash "
+                             "(dropping %d entries in the snapshot)", self._path, i)
+                    self.deleteEntriesTo(i)
+                return
 
     # ------------------------------------------------------------------ opening
 

@@ -58,7 +58,16 @@ def _create_journal(journal_file: str | None) -> Any:
     """pysyncobj's journal factory, replaced so every file journal is durable."""
     if journal_file is None:
         return MemoryJournal()
-    return DurableJournal(journal_file, Path(journal_file).with_name("dump"))
+    return DurableJournal(journal_file, Path(journal_file).with_name("dump"), _snapshot_entries)
+
+
+def _snapshot_entries(path: Path) -> tuple[Any, Any] | None:
+    """The (prev, last) Raft entries a snapshot file ends with, or None if unreadable."""
+    try:
+        payload = decode_snapshot(path.read_bytes())
+        return tuple(payload["prev"]), tuple(payload["last"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 # pysyncobj builds its journal with the module-level name ``createJournal`` (syncobj.py:166);
