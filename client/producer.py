@@ -115,6 +115,7 @@ class _TabletState:
     queued_bytes: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    in_flight: _Batch | None = None  # set from the moment a batch leaves the queue until settled
     stale_leader: bool = False
 
 
@@ -160,7 +161,7 @@ class Producer:
         self._round_robin = random.randrange(1 << 16)
         self._buffered_bytes = 0
         self._space = asyncio.Event()
-        self._unresolved: set[asyncio.Future[RecordMetadata]] = set()
+        self._tablet_count: int | None = None
         self._flushing = 0
         self._closed = False
         self.stats = ProducerStats()
@@ -204,8 +205,6 @@ class Producer:
         if self._closed:
             raise ProducerClosed(f"the producer of log {self._log!r} is closed")
         future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        self._unresolved.add(future)
-        future.add_done_callback(self._unresolved.discard)
         state = self._state(index)
         was_empty = not state.queue
         state.queue.append(_Pending(key_bytes, value_bytes, future, size, time.monotonic()))
@@ -228,7 +227,7 @@ class Producer:
 
         Does not raise for failed records; their futures hold the errors.
         """
-        pending = set(self._unresolved)
+        pending = self._pending_futures()
         if not pending:
             return
         self._flushing += 1
@@ -239,6 +238,15 @@ class Producer:
             await asyncio.wait(pending)
         finally:
             self._flushing -= 1
+
+    def _pending_futures(self) -> set[asyncio.Future[RecordMetadata]]:
+        """Futures of every record queued or in flight (no per-record bookkeeping needed)."""
+        pending: set[asyncio.Future[RecordMetadata]] = set()
+        for state in self._tablets.values():
+            pending.update(r.future for r in state.queue)
+            if state.in_flight is not None:
+                pending.update(r.future for r in state.in_flight.records)
+        return {f for f in pending if not f.done()}
 
     async def close(self) -> None:
         """Flush, then stop the sender tasks; ``send`` raises ProducerClosed afterwards."""
@@ -261,10 +269,10 @@ class Producer:
     # routing and queues
 
     async def _route(self, key: bytes | None, tablet: int | None) -> int:
-        description = self._client.metadata.cached(self._log)
-        if description is None:
-            description = await self._client.metadata.log(self._log)
-        count = description.tablet_count
+        count = self._tablet_count
+        if count is None:  # a log's tablet count never changes: look it up once
+            count = (await self._client.metadata.log(self._log)).tablet_count
+            self._tablet_count = count
         if count == 0:
             raise NotFound(f"log {self._log!r} has no tablets")
         if tablet is not None:
@@ -299,7 +307,11 @@ class Producer:
             batch = await self._collect(state)
             if batch is None:
                 return
-            await self._deliver(state, batch)
+            state.in_flight = batch  # no await since _build took it off the queue: flush sees it
+            try:
+                await self._deliver(state, batch)
+            finally:
+                state.in_flight = None
 
     async def _collect(self, state: _TabletState) -> _Batch | None:
         """Wait for records and the linger, then build the next batch (None when closing)."""
@@ -359,7 +371,7 @@ class Producer:
         try:
             while True:
                 try:
-                    base_offset = await self._send_once(state, batch)
+                    base_offset = await self._send_once(state, batch, deadline)
                 except ClientError as exc:
                     delay = self._retry_delay(state, exc, attempt)
                     if delay is None:
@@ -401,8 +413,13 @@ class Producer:
         backoff = min(self._backoff_s * 2.0**attempt, self._backoff_max_s)
         return backoff * random.uniform(0.8, 1.2)
 
-    async def _send_once(self, state: _TabletState, batch: _Batch) -> int:
-        """POST the batch to the tablet leader; returns its base offset (-1 with acks 0)."""
+    async def _send_once(self, state: _TabletState, batch: _Batch, deadline: float) -> int:
+        """POST the batch to the tablet leader; returns its base offset (-1 with acks 0).
+
+        The leader may hold a request up to its ``timeout_ms`` (waiting for replicas or for
+        leadership to settle), so that is capped by what is left of the delivery timeout.
+        """
+        timeout_s = min(self._request_timeout_s, max(deadline - time.monotonic(), 0.1))
         metadata = self._client.metadata
         address = None if state.stale_leader else metadata.leader_address(self._log, state.tablet)
         if address is None:
@@ -415,10 +432,10 @@ class Producer:
             "POST",
             address,
             log_path(self._log, "tablets", state.tablet, "batches"),
-            params={"acks": self._acks, "timeout_ms": int(self._request_timeout_s * 1000)},
+            params={"acks": self._acks, "timeout_ms": int(timeout_s * 1000)},
             data=batch.payload,
             headers={"Content-Type": BATCH_CONTENT_TYPE, NO_FORWARD_HEADER: "1"},
-            timeout_s=self._request_timeout_s + 5,
+            timeout_s=timeout_s + 5,
         )
         answer = response.json_object()
         if answer.get("duplicate") is True:

@@ -23,6 +23,7 @@ from client.cli.common import (
     add_client_options,
     add_json_option,
     make_client,
+    positive_float,
     positive_int,
     print_json,
     stdout_console,
@@ -48,6 +49,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.add_argument("--log", default="bench", metavar="NAME",
                        help="log to write to; created if missing (default bench)")
     bench.add_argument("--linger-ms", type=float, default=5.0, metavar="MS")
+    bench.add_argument("--delivery-timeout", type=positive_float, default=60.0,
+                       metavar="SECONDS", help="give up on a batch after this long (default 60)")
     add_client_options(bench, top_level=False)
     add_json_option(bench)
     bench.set_defaults(handler=run_bench)
@@ -107,6 +110,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         producer = client.producer(
             args.log, acks=args.acks, linger_ms=args.linger_ms,
             max_batch_bytes=batch_bytes, max_batch_records=args.batch,
+            delivery_timeout_s=args.delivery_timeout,
         )
         progress = Progress(
             TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -26,6 +26,7 @@ from client.cli.common import (
     exit_code_for,
     make_client,
     non_negative_int,
+    positive_float,
     print_error,
     print_json_line,
 )
@@ -50,6 +51,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          help="send every record to tablet N (default: by key, else round robin)")
     produce.add_argument("--linger-ms", type=float, default=5.0, metavar="MS",
                          help="how long a batch waits for more records (default 5)")
+    produce.add_argument("--delivery-timeout", type=positive_float, default=30.0,
+                         metavar="SECONDS",
+                         help="give up on a record after retrying this long (default 30)")
     produce.add_argument("--no-idempotence", action="store_true",
                          help="do not de-duplicate retried batches (not recommended)")
     produce.add_argument("-v", "--verbose", action="store_true",
@@ -117,7 +121,7 @@ async def run_produce(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
         producer = client.producer(
             args.log, acks=args.acks, linger_ms=args.linger_ms,
-            idempotent=not args.no_idempotence,
+            idempotent=not args.no_idempotence, delivery_timeout_s=args.delivery_timeout,
         )
         try:
             async for line in read_lines(sys.stdin.buffer):

@@ -7,6 +7,7 @@ commands' own I/O; run on the CLI's main thread.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
 
 from rich.console import Group, RenderableType
@@ -137,7 +138,7 @@ def describe_renderable(description: LogDescription) -> RenderableType:
     settings.add_column("setting")
     settings.add_column("value")
     for key, value in sorted(description.config.items()):
-        settings.add_row(key, "null" if value is None else str(value))
+        settings.add_row(key, value if isinstance(value, str) else json.dumps(value))
     tablets = tablets_table("Tablets", with_log=False)
     for tablet in description.tablets:
         add_tablet_row(tablets, tablet)
