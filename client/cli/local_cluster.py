@@ -81,9 +81,14 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def ports_free(ports: Sequence[int], host: str = "127.0.0.1") -> bool:
-    """True when every port can be bound on ``host`` now."""
+    """True when every port can be bound on ``host`` now.
+
+    SO_REUSEADDR as the node's servers set it: connections in TIME_WAIT from a cluster that
+    just stopped do not make a port busy.
+    """
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError:
