@@ -120,13 +120,20 @@ class Ledger:
         request = {"records": [{"key": v, "value": v} for v in batch], "acks": "all"}
         url = f"{base_url}/v1/logs/{log}/records"
 
+        last: list[tuple[int, Any]] = []
+
         def attempt() -> tuple[int, Any] | None:
             result = http_json("POST", url, request, timeout_s=10.0)
+            last[:] = [result]
             if result[0] != 200:
                 self.unknown_attempts.update(batch)
             return _accept(result, {200})
 
-        _, answer = wait_until(attempt, timeout_s, f"{len(batch)} records are acknowledged")
+        message = f"{len(batch)} records are acknowledged by {url}"
+        try:
+            _, answer = wait_until(attempt, timeout_s, message)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last answer: {last[0] if last else None}") from None
         offsets = answer["offsets"]
         assert len(offsets) == len(batch), answer
         for value, position in zip(batch, offsets, strict=True):
