@@ -74,11 +74,16 @@ class TabletInfo:
 
 @dataclass(frozen=True, slots=True)
 class LogInfo:
-    """A log: its settings (``LogSettings.to_dict()`` shape, read-only) and tablet count."""
+    """A log: its settings (``LogSettings.to_dict()`` shape, read-only) and tablet count.
+
+    ``log_id`` is unique over the cluster's lifetime: a log deleted and created again under the
+    same name gets a new one, so replicas of the old log are never mistaken for the new one.
+    """
 
     name: str
     settings: Mapping[str, Any]
     tablet_count: int
+    log_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,8 @@ def initial_state(cluster_name: str, nodes: Mapping[str, str]) -> State:
             for node, address in nodes.items()
         },
         "logs": {},
+        "log_ids": {},
+        "log_seq": 0,
         "tablets": {},
         "offsets": {},
     }
@@ -194,7 +201,8 @@ def to_view(state: State, applied_index: int = 0) -> ClusterView:
         tablets[TabletId(log, index)] = info
         by_log.setdefault(log, []).append(info)
     logs = {
-        name: LogInfo(name, MappingProxyType(dict(settings)), settings["tablets"])
+        name: LogInfo(name, MappingProxyType(dict(settings)), settings["tablets"],
+                      str(state["log_ids"].get(name, "")))
         for name, settings in state["logs"].items()
     }
     return ClusterView(

@@ -11,6 +11,7 @@ State layout (builtins only, so snapshots and journal entries pickle safely)::
     controller_term: int            controller: str | None
     nodes:   {id: {"address": str, "alive": bool, "incarnation": int}}
     logs:    {name: settings dict}  (LogSettings.to_dict())
+    log_ids: {name: int}            log_seq: int (last log id handed out; ids never reused)
     tablets: {(log, index): {"replicas": [id], "leader": id | None, "leader_epoch": int,
                              "leader_incarnation": int, "isr": [id], "version": int}}
     offsets: {(group, log, index): offset}
@@ -225,6 +226,8 @@ def create_log(state: State, cmd: dict[str, Any]) -> Result:
             return {"ok": True, "created": False}
         raise Rejected("already_exists", f"log {name!r} already exists")
     state["logs"][name] = settings
+    state["log_seq"] += 1
+    state["log_ids"][name] = state["log_seq"]
     alive = _alive(state)
     for index, replicas in enumerate(assignments):
         leader = next((n for n in replicas if alive(n)), None)
@@ -236,7 +239,7 @@ def create_log(state: State, cmd: dict[str, Any]) -> Result:
             "isr": list(replicas),
             "version": 0,
         }
-    return {"ok": True, "created": True}
+    return {"ok": True, "created": True, "log_id": state["log_seq"]}
 
 
 def delete_log(state: State, cmd: dict[str, Any]) -> Result:
@@ -245,6 +248,7 @@ def delete_log(state: State, cmd: dict[str, Any]) -> Result:
     settings = state["logs"].pop(name, None)
     if settings is None:
         raise Rejected("unknown_log", f"no log {name!r}")
+    state["log_ids"].pop(name, None)
     for index in range(settings["tablets"]):
         state["tablets"].pop((name, index), None)
     for key in [k for k in state["offsets"] if k[1] == name]:

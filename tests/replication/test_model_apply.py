@@ -170,9 +170,12 @@ def test_create_log_with_a_dead_first_replica_is_led_by_a_live_one() -> None:
 def test_delete_log_removes_tablets_and_offsets() -> None:
     state = cluster()
     ok(state, model.commit_offsets("g", [("x", 1, 42)]))
+    first_id = model.to_view(state).logs["x"].log_id
     ok(state, model.delete_log(5, "x"))
     assert state["logs"] == {} and state["tablets"] == {} and state["offsets"] == {}
     rejected(state, model.delete_log(5, "x"), "unknown_log")
+    ok(state, model.create_log(5, "x", SETTINGS, [["n1", "n2", "n3"], ["n2", "n3", "n1"]]))
+    assert model.to_view(state).logs["x"].log_id not in ("", first_id), "ids are never reused"
 
 
 def test_fence_moves_leadership_to_first_alive_isr_member_and_shrinks_isr() -> None:
