@@ -147,6 +147,12 @@ def write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
     Handles partial writes and the IOV_MAX limit. Raises OSError; on error an unknown prefix of
     the data may have been written (callers truncate back).
     """
+    if len(buffers) <= _IOV_MAX:  # the usual case: one writev writes everything
+        expected = sum(len(b) for b in buffers)
+        written = os.writev(fd, buffers)
+        if written == expected:
+            return written
+        return written + write_all(fd, _after(buffers, written))
     total = 0
     pending = list(buffers)
     while pending:
@@ -161,6 +167,18 @@ def write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
         if written:
             pending[0] = memoryview(pending[0])[written:]
     return total
+
+
+def _after(buffers: Sequence[bytes | memoryview], written: int) -> list[bytes | memoryview]:
+    """The buffers' bytes after the first ``written`` ones."""
+    rest: list[bytes | memoryview] = []
+    for buf in buffers:
+        if written >= len(buf):
+            written -= len(buf)
+            continue
+        rest.append(memoryview(buf)[written:] if written else buf)
+        written = 0
+    return rest
 
 
 def raise_nofile_limit() -> int:

@@ -18,6 +18,8 @@ from storage.errors import CorruptBatch, CorruptSegment
 from storage.scan import WINDOW_BYTES, BatchWalk, PRead
 from storage.segment import Segment
 
+READ_WALK_WINDOW_BYTES = 8 * 1024
+
 
 class IndexMismatch(Exception):
     """The index points at a position where the indexed batch does not start (internal)."""
@@ -73,17 +75,20 @@ def _checked(
 
 
 def read_slice(
-    segment: Segment, pread: PRead, offset: int, max_bytes: int, limit: int, *, verify: bool,
-    interval_bytes: int,
+    segment: Segment, pread: PRead, offset: int, max_bytes: int, limit: int, *, verify: bool
 ) -> Slice | None:
     """Whole batches from the one holding ``offset``, up to ``max_bytes`` (at least one batch),
     every batch ending at or below ``limit``. None if the first batch ends above ``limit``.
 
-    With ``verify`` the bytes are read and both CRCs of every batch checked (CorruptSegment).
+    With ``verify`` the bytes are read (one exact pread, or a copy out of the walk's window for
+    small slices) and both CRCs of every batch checked (CorruptSegment); without it the caller
+    reads or sendfiles the slice itself.
+
+    The walk reads headers through small windows so that big batches are stepped over, not read
+    twice: the bytes of a large slice are read once, by the final pread.
     """
     assert segment.base_offset <= offset < segment.end_offset
-    window = max(WINDOW_BYTES, max_bytes + 2 * interval_bytes)
-    walk, batches = walk_from(segment, pread, offset, window_bytes=window)
+    walk, batches = walk_from(segment, pread, offset, window_bytes=READ_WALK_WINDOW_BYTES)
     chosen: list[tuple[int, BatchHeader]] = []
     total = 0
     for position, h in batches:

@@ -90,8 +90,7 @@ class SegmentSet:
         seg = self.segment_for(offset)
         pread = self.pread_of(seg)
         found = self._with_index(seg, lambda: read_slice(
-            seg, pread, offset, max_bytes, limit, verify=self.config.verify_reads,
-            interval_bytes=self.config.index_interval_bytes,
+            seg, pread, offset, max_bytes, limit, verify=self.config.verify_reads
         ))
         return None if found is None else (seg, found)
 
