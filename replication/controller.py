@@ -49,7 +49,7 @@ from replication.errors import (
 )
 from replication.heartbeat import Heartbeater
 from replication.metadata import MetadataStore
-from replication.model import TabletInfo
+from replication.model import ClusterView, TabletInfo
 from replication.placement import place_replicas
 
 log = logging.getLogger(__name__)
@@ -226,9 +226,9 @@ class Controller:
     async def create_log(self, name: str, settings: LogSettings) -> list[TabletInfo]:
         """Place and create a log; returns its tablets. Raises AlreadyExists, InvalidRequest."""
         term = self._require_active()
-        view = self.store.view
-        if name in view.logs:
+        if name in self.store.view.logs:
             raise AlreadyExists(f"log {name!r} already exists")
+        view = await self._settled_view()
         try:
             assignments = place_replicas(
                 view.live_nodes(), list(view.nodes),
@@ -242,6 +242,20 @@ class Controller:
         if not result["ok"]:
             raise error_for_rejection(result)
         return list(self.store.view.tablets_of(name))
+
+    async def _settled_view(self) -> ClusterView:
+        """The view to place replicas by: right after the claim (cluster start, failover),
+        wait up to one session timeout for every node to register, so that a log created
+        while nodes are still starting is not piled onto the first ones."""
+        remaining_s = self._active_since + self._session_timeout_s - self._clock()
+        view = self.store.view
+        if remaining_s <= 0 or all(n.alive for n in view.nodes.values()):
+            return view
+        with contextlib.suppress(TimeoutError):
+            await self.store.wait_for(lambda v: all(n.alive for n in v.nodes.values()),
+                                      remaining_s)
+        self._require_active()
+        return self.store.view
 
     async def delete_log(self, name: str) -> None:
         term = self._require_active()

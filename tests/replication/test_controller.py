@@ -250,3 +250,29 @@ async def test_commit_offsets_goes_through_the_map() -> None:
     with pytest.raises(UnknownLog):
         await controller.commit_offsets("g", [["x", 5, 1]])
     store.close()
+
+
+async def test_create_right_after_the_claim_waits_for_nodes_to_register() -> None:
+    controller, store, _, clock, _ = await setup()
+    await controller.step()
+    for node in ("n1", "n2"):
+        await controller.handle_heartbeat(node, 1, f"127.0.0.1:710{node[1]}")
+    await settle(controller)
+    creating = asyncio.ensure_future(
+        controller.create_log("x", LogSettings(tablets=3, replication_factor=2,
+                                               min_insync_replicas=1)))
+    await asyncio.sleep(0.05)
+    assert not creating.done(), "placement waits for n3, still starting"
+    await controller.handle_heartbeat("n3", 1, "127.0.0.1:7103")
+    tablets = await asyncio.wait_for(creating, 2)
+    assert sorted(t.leader or "" for t in tablets) == ["n1", "n2", "n3"]
+    # once a session timeout has passed since the claim, a dead node is simply dead
+    clock.now += 1.5
+    await controller.handle_heartbeat("n1", 1, "127.0.0.1:7101")
+    await controller.handle_heartbeat("n2", 1, "127.0.0.1:7102")
+    await controller.step()
+    await settle(controller)
+    assert not store.view.nodes["n3"].alive
+    tablets = await asyncio.wait_for(controller.create_log("y", LogSettings(tablets=2)), 0.5)
+    assert {t.leader for t in tablets} == {"n1", "n2"}
+    store.close()
