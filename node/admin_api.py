@@ -8,7 +8,11 @@ Event-loop thread only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,7 +25,7 @@ from node.forwarding import forward, may_forward
 from node.http_errors import ApiError, bad_request
 from node.peer_api import leader_stats
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
-from replication.errors import NotController
+from replication.errors import NotController, PeerUnreachable
 from replication.model import TabletInfo
 
 LOG_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -98,9 +102,10 @@ async def create_log(request: web.Request) -> web.Response:
     if settings.replication_factor > len(ctx.view.nodes):
         raise bad_request(f"replication_factor {settings.replication_factor} exceeds the "
                           f"{len(ctx.view.nodes)} nodes of the cluster")
-    if not ctx.controller.is_active:
-        return await _to_controller(ctx, request, body)
-    await ctx.controller.create_log(name, settings)
+    forwarded = await _via_controller(ctx, request, body,
+                                      lambda: ctx.controller.create_log(name, settings))
+    if forwarded is not None:
+        return forwarded
     await _wait_until_visible(ctx, lambda: name in ctx.view.logs)
     return web.json_response(await describe(ctx, name), status=201)
 
@@ -110,9 +115,10 @@ async def delete_log(request: web.Request) -> web.Response:
     name = request.match_info["log"]
     if name not in ctx.view.logs:
         raise ApiError("not_found", f"no log named {name!r}")
-    if not ctx.controller.is_active:
-        return await _to_controller(ctx, request, None)
-    await ctx.controller.delete_log(name)
+    forwarded = await _via_controller(ctx, request, None,
+                                      lambda: ctx.controller.delete_log(name))
+    if forwarded is not None:
+        return forwarded
     await _wait_until_visible(ctx, lambda: name not in ctx.view.logs)
     return web.Response(status=204)
 
@@ -137,10 +143,9 @@ async def commit_offsets(request: web.Request) -> web.Response:
         if not _nonneg_int(offset):
             raise bad_request(f"offsets[{i}].offset must be a non-negative integer")
         offsets.append([log, tablet, offset])
-    if not ctx.controller.is_active:
-        return await _to_controller(ctx, request, body)
-    await ctx.controller.commit_offsets(group, offsets)
-    return web.Response(status=204)
+    forwarded = await _via_controller(ctx, request, body,
+                                      lambda: ctx.controller.commit_offsets(group, offsets))
+    return forwarded or web.Response(status=204)
 
 
 async def committed_offsets(request: web.Request) -> web.Response:
@@ -155,14 +160,46 @@ async def committed_offsets(request: web.Request) -> web.Response:
     return web.json_response({"group": group, "offsets": offsets})
 
 
-async def _to_controller(ctx: NodeContext, request: web.Request, body: bytes | None
-                         ) -> web.Response:
-    """Hand a change to the controller node (once), or say none is known."""
-    controller = ctx.view.controller
-    address = ctx.address_of(controller) if controller else None
-    if address is None or controller == ctx.node_id or not may_forward(request):
-        raise NotController(controller if controller != ctx.node_id else None)
-    return await forward(ctx, request, address, body=body)
+async def _via_controller(
+    ctx: NodeContext, request: web.Request, body: bytes | None,
+    local: Callable[[], Awaitable[object]],
+) -> web.Response | None:
+    """Run a change on this node's controller (returns None) or the controller node's answer.
+
+    While no controller is known — a Raft election, the first second of a cluster — retry
+    until the request deadline; only answers that guarantee nothing happened are retried
+    (``not_controller``, a refused connection).
+    """
+    deadline = time.monotonic() + ctx.request_timeout_s()
+    while True:
+        try:
+            if ctx.controller.is_active:
+                await local()
+                return None
+            controller = ctx.view.controller
+            address = ctx.address_of(controller) if controller else None
+            if address is None or controller == ctx.node_id or not may_forward(request):
+                raise NotController(controller if controller != ctx.node_id else None)
+            response = await forward(ctx, request, address, body=body)
+            if response.status != 503 or _error_code(response) != NotController.code:
+                return response
+            raise NotController(None)
+        except (NotController, PeerUnreachable) as exc:
+            retriable = isinstance(exc, NotController) or exc.refused
+            if not retriable or not may_forward(request) or time.monotonic() >= deadline:
+                raise
+            index = ctx.view.applied_index
+            with contextlib.suppress(TimeoutError):
+                await ctx.store.wait_for(lambda v: v.applied_index > index, 0.1)
+            await asyncio.sleep(0.02)
+
+
+def _error_code(response: web.Response) -> str | None:
+    try:
+        parsed = json.loads(response.body) if isinstance(response.body, bytes) else None
+    except ValueError:
+        return None
+    return parsed.get("error") if isinstance(parsed, dict) else None
 
 
 async def _wait_until_visible(ctx: NodeContext, predicate: Any) -> None:

@@ -25,9 +25,10 @@ from node.config import ClusterConfig
 from node.context import NodeContext
 from node.housekeeping import run_housekeeping
 from node.metrics import NodeMetrics
-from replication.controller import Controller, Heartbeater
+from replication.controller import Controller
 from replication.controller_client import ControllerClient
 from replication.errors import PeerUnreachable, ReplicationError
+from replication.heartbeat import Heartbeater
 from replication.isr import IsrMaintainer
 from replication.leader import TabletLeader
 from replication.metadata import MetadataStore

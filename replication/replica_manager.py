@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 from node.config import ClusterConfig, LogSettings
 from replication.follower import FollowedTablet, LeaderFetcher
 from replication.leader import TabletLeader
-from replication.model import ClusterView, TabletId, TabletInfo
+from replication.model import ClusterView, LogInfo, TabletId, TabletInfo
 from replication.peer_client import PeerClient
+from storage.checkpoint import read_checkpoint, write_checkpoint
 from storage.errors import CorruptSegment
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
@@ -31,6 +33,7 @@ from storage.manager import LogManager
 log = logging.getLogger(__name__)
 
 ReportUnreachable = Callable[[str], Awaitable[None]]
+LOG_ID_FILE = "log-id"
 
 
 @dataclass(slots=True)
@@ -116,19 +119,40 @@ class ReplicaManager:
             self._drop_replica(tablet, delete=True)
         merged = self.config.log_defaults.merged(dict(settings))  # type: ignore[call-overload]
         storage_config = merged.storage_config()
+        self._claim_directory(tablet, log_id)
         try:
-            tablet_log = self.logs.open_log(tablet.log, tablet.index, storage_config, log_id=log_id)
+            tablet_log = self.logs.open_log(tablet.log, tablet.index, storage_config)
         except CorruptSegment as exc:
             # Never serve corrupt bytes: cut the log before the damage; this replica then
             # re-fetches the rest from the leader (or stays out of the ISR until it has).
             log.error("%s: %s; truncating before it and re-syncing from the leader", tablet, exc)
             self.corrupt_recoveries += 1
             tablet_log = self.logs.open_log(
-                tablet.log, tablet.index, storage_config, log_id=log_id, truncate_corrupt=True
+                tablet.log, tablet.index, storage_config, truncate_corrupt=True
             )
         replica = Replica(tablet, tablet_log, GroupCommitter(tablet_log), merged, log_id)
         self.replicas[tablet] = replica
         return replica
+
+    def _claim_directory(self, tablet: TabletId, log_id: str) -> None:
+        """Make sure the tablet's directory holds this creation of the log, not an older one.
+
+        A log deleted and created again while this node was down has the same name; its old
+        replica must not be mistaken for the new one (offsets and epochs restart from zero,
+        so truncation by epoch could not tell them apart).
+        """
+        directory = self.logs.directory_for(tablet.log, tablet.index)
+        marker = directory / LOG_ID_FILE
+        if directory.exists():
+            lines = read_checkpoint(marker, LOG_ID_FILE)
+            found = lines[0] if lines else None
+            if found == log_id:
+                return
+            log.warning("%s: local replica belongs to another creation of the log (%s, now %s);"
+                        " deleting it", tablet, found, log_id)
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_checkpoint(marker, LOG_ID_FILE, [log_id])
 
     def _apply_role(self, replica: Replica, info: TabletInfo, view: ClusterView) -> None:
         tablet = replica.tablet
@@ -220,6 +244,6 @@ class ReplicaManager:
         self.replicas.clear()
 
 
-def _log_id(log_info: object) -> str:
+def _log_id(log_info: LogInfo) -> str:
     """The identity of one creation of a log (so a re-created name never reuses old data)."""
-    return str(getattr(log_info, "log_id", "") or getattr(log_info, "created_index", ""))
+    return str(log_info.log_id)
