@@ -138,7 +138,8 @@ async def commit_offsets(request: web.Request) -> web.Response:
         log, tablet, offset = item.get("log"), item.get("tablet"), item.get("offset")
         if not isinstance(log, str) or log not in ctx.view.logs:
             raise ApiError("not_found", f"offsets[{i}]: no log named {log!r}")
-        if not _nonneg_int(tablet) or tablet >= ctx.view.logs[log].tablet_count:
+        if not isinstance(tablet, int) or not _nonneg_int(tablet) \
+                or tablet >= ctx.view.logs[log].tablet_count:
             raise bad_request(f"offsets[{i}].tablet is not a tablet of {log}")
         if not _nonneg_int(offset):
             raise bad_request(f"offsets[{i}].offset must be a non-negative integer")
@@ -188,10 +189,13 @@ async def _via_controller(
             retriable = isinstance(exc, NotController) or exc.refused
             if not retriable or not may_forward(request) or time.monotonic() >= deadline:
                 raise
-            index = ctx.view.applied_index
-            with contextlib.suppress(TimeoutError):
-                await ctx.store.wait_for(lambda v: v.applied_index > index, 0.1)
+            await _wait_for_new_view(ctx, ctx.view.applied_index, 0.1)
             await asyncio.sleep(0.02)
+
+
+async def _wait_for_new_view(ctx: NodeContext, index: int, timeout_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await ctx.store.wait_for(lambda v: v.applied_index > index, timeout_s)
 
 
 def _error_code(response: web.Response) -> str | None:
@@ -228,7 +232,8 @@ async def describe(ctx: NodeContext, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "config": dict(info.settings),
-        "tablets": [_tablet_json(t, stats.get((t.log, t.index))) for t in ctx.view.tablets_of(name)],
+        "tablets": [_tablet_json(t, stats.get((t.log, t.index)))
+                    for t in ctx.view.tablets_of(name)],
     }
 
 

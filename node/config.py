@@ -103,7 +103,7 @@ class LogSettings:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(f"unknown log setting {unknown[0]!r}")
-        values = {k: _check_log_value(k, v) for k, v in overrides.items()}
+        values: dict[str, Any] = {k: _check_log_value(k, v) for k, v in overrides.items()}
         result = replace(self, **values)
         result.validate()
         return result
@@ -133,13 +133,13 @@ class Tuning:
             if getattr(self, f.name) <= 0:
                 raise ConfigError(f"tuning.{f.name} must be positive")
         if self.raft_min_timeout_ms <= 3 * self.raft_append_entries_period_ms:
-            raise ConfigError("tuning.raft_min_timeout_ms must exceed 3 × append entries period")
+            raise ConfigError("tuning.raft_min_timeout_ms must exceed 3 x append entries period")
         if self.raft_max_timeout_ms < self.raft_min_timeout_ms:
             raise ConfigError("tuning.raft_max_timeout_ms must be ≥ raft_min_timeout_ms")
         if self.raft_connection_timeout_ms < self.raft_max_timeout_ms:
             raise ConfigError("tuning.raft_connection_timeout_ms must be ≥ raft_max_timeout_ms")
         if self.session_timeout_ms <= 2 * self.heartbeat_interval_ms:
-            raise ConfigError("tuning.session_timeout_ms must exceed 2 × heartbeat_interval_ms")
+            raise ConfigError("tuning.session_timeout_ms must exceed 2 x heartbeat_interval_ms")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from replication.errors import NoLeader, NotLeader, PeerUnreachable
 from replication.leader import TabletLeader
 from replication.model import TabletId
 from storage.errors import DuplicateSequence
-from storage.log import AppendResult
+from storage.results import AppendResult
 
 BATCH_CONTENT_TYPE = "application/vnd.tabletlog.batches"
 ACKS = ("all", "1", "0")

@@ -18,8 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from replication.errors import PeerUnreachable
 from replication.model import TabletId
-from replication.peer_client import PeerClient, PeerError, PeerUnreachable
+from replication.peer_client import PeerClient, PeerError
 from replication.protocol import (
     FENCED_LEADER_EPOCH,
     OFFSET_OUT_OF_RANGE,

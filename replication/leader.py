@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from replication.errors import NotEnoughReplicas, NotLeader, ReplicationTimeout
 from replication.model import TabletId, TabletInfo
 from storage.group_commit import GroupCommitter
-from storage.log import AppendResult, TabletLog
+from storage.log import TabletLog
+from storage.results import AppendResult
 
 
 @dataclass(slots=True)

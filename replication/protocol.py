@@ -116,13 +116,15 @@ class FetchRequest:
 def _position(raw: object) -> FetchPosition:
     if not isinstance(raw, dict):
         raise ProtocolError("each tablet must be an object")
-    log, tablet = raw.get("log"), raw.get("tablet")
-    epoch, offset, hw = raw.get("leader_epoch"), raw.get("fetch_offset"), raw.get("high_watermark")
-    if not isinstance(log, str) or not _is_int(tablet) or tablet < 0:
-        raise ProtocolError("each tablet needs a log name and a tablet index")
-    if not _is_int(epoch) or not _is_int(offset) or offset < 0 or not _is_int(hw) or hw < 0:
-        raise ProtocolError("leader_epoch, fetch_offset and high_watermark must be integers")
-    return FetchPosition(log, tablet, epoch, offset, hw)
+    log = raw.get("log")
+    values = [raw.get(k) for k in ("tablet", "leader_epoch", "fetch_offset", "high_watermark")]
+    if not isinstance(log, str):
+        raise ProtocolError("each tablet needs a log name")
+    ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if len(ints) != 4 or ints[0] < 0 or ints[2] < 0 or ints[3] < 0:
+        raise ProtocolError("tablet, leader_epoch, fetch_offset and high_watermark must be "
+                            "integers (tablet and offsets non-negative)")
+    return FetchPosition(log, ints[0], ints[1], ints[2], ints[3])
 
 
 @dataclass(frozen=True, slots=True)

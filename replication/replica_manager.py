@@ -73,6 +73,7 @@ class ReplicaManager:
         self.fetchers: dict[str, LeaderFetcher] = {}
         self._following: dict[TabletId, str] = {}
         self.corrupt_recoveries = 0
+        self._closing: set[asyncio.Task[None]] = set()
         self.closed = False
 
     # ------------------------------------------------------------------ lookups
@@ -125,7 +126,8 @@ class ReplicaManager:
         except CorruptSegment as exc:
             # Never serve corrupt bytes: cut the log before the damage; this replica then
             # re-fetches the rest from the leader (or stays out of the ISR until it has).
-            log.error("%s: %s; truncating before it and re-syncing from the leader", tablet, exc)
+            log.error(  # noqa: TRY400 - the message says it all; no traceback wanted
+                "%s: %s; truncating before it and re-syncing from the leader", tablet, exc)
             self.corrupt_recoveries += 1
             tablet_log = self.logs.open_log(
                 tablet.log, tablet.index, storage_config, truncate_corrupt=True
@@ -191,7 +193,7 @@ class ReplicaManager:
         if fetcher is not None and fetcher.address != address:
             for tablet in list(fetcher.tablets):
                 self._following.pop(tablet, None)
-            asyncio.get_running_loop().create_task(fetcher.close())
+            self._closing.add(asyncio.get_running_loop().create_task(fetcher.close()))
             fetcher = None
         if fetcher is None:
             tuning = self.config.tuning

@@ -23,7 +23,7 @@ def wait_until(
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - "not yet"; reported below
+        except Exception as exc:  # "not yet"; reported below
             last_error = exc
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""

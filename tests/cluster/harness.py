@@ -164,7 +164,7 @@ class Cluster:
         base_dir.mkdir(parents=True, exist_ok=True)
         config_path = base_dir / "cluster.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        return cls(base_dir, nodes, config_path, spawn_prefix or (lambda _n: ()))
+        return cls(base_dir, nodes, config_path, spawn_prefix or _no_prefix)
 
     def start(self, node_id: str) -> None:
         node = self.nodes[node_id]
@@ -262,7 +262,7 @@ class Cluster:
         targets = list(nodes or self.running_nodes())
         wait_until(lambda: all(self.is_ready(n) for n in targets), timeout_s,
                    f"nodes {targets} ready", interval_s=0.1)
-        wait_until(lambda: self.controller(), timeout_s, "a controller is elected")
+        wait_until(self.controller, timeout_s, "a controller is elected")
 
     def controller(self) -> str | None:
         for node_id in self.running_nodes():
@@ -326,6 +326,10 @@ class Cluster:
             v["digest"] == first["digest"] and v["high_watermark"] == first["high_watermark"]
             for v in views
         )
+
+
+def _no_prefix(_node_id: str) -> Sequence[str]:
+    return ()
 
 
 def wait_for_leader(cluster: Cluster, log: str, tablet: int, *, exclude: Sequence[str] = (),

@@ -47,8 +47,8 @@ def test_good_config_parses_with_defaults() -> None:
 
 
 def _with(path: list[str | int], value: Any) -> dict[str, Any]:
-    raw = yaml.safe_load(yaml.safe_dump(GOOD))
-    target = raw
+    raw: dict[str, Any] = yaml.safe_load(yaml.safe_dump(GOOD))
+    target: Any = raw
     for key in path[:-1]:
         target = target[key]
     if value is _DELETE:
