@@ -61,8 +61,17 @@ class FileCache:
 
         Raises OSError (FileNotFoundError if the segment was deleted meanwhile).
         """
-        with self.acquire(path) as fd:
-            return pread_exact(fd, size, position)
+        key = str(path)
+        fd = self._writers.get(key)
+        if fd is None:
+            entry = self._readers.get(key)
+            if entry is None:
+                entry = self._open(key)
+                entry.pins = 0  # nothing else runs until the read returns: no pin needed
+            else:
+                self._readers.move_to_end(key)
+            fd = entry.fd
+        return pread_exact(fd, size, position)
 
     @contextmanager
     def acquire(self, path: Path) -> Iterator[int]:
@@ -77,10 +86,7 @@ class FileCache:
             return
         entry = self._readers.get(key)
         if entry is None:
-            entry = _Entry(os.open(key, os.O_RDONLY | os.O_CLOEXEC), pins=1)
-            self.opens += 1
-            self._readers[key] = entry
-            self._shrink()
+            entry = self._open(key)
         else:
             self._readers.move_to_end(key)
             entry.pins += 1
@@ -90,6 +96,14 @@ class FileCache:
             entry.pins -= 1
             if entry.evicted and entry.pins == 0:
                 os.close(entry.fd)
+
+    def _open(self, key: str) -> _Entry:
+        """Open and cache a read fd, pinned once (so shrinking cannot close it)."""
+        entry = _Entry(os.open(key, os.O_RDONLY | os.O_CLOEXEC), pins=1)
+        self.opens += 1
+        self._readers[key] = entry
+        self._shrink()
+        return entry
 
     def evict(self, path: Path) -> None:
         """Close the cached read fd of ``path`` (e.g. before deleting or truncating the file)."""

@@ -230,6 +230,7 @@ class LogBase:
         self._segments.replace_all(offset)
         self._epochs.clear()
         self._producers.clear()
+        self._snapshot_offset = None  # describes data that is gone
         self._after_truncation(offset)
 
     def _after_truncation(self, end: int) -> None:

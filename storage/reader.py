@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from storage.batch import BODY_POS, PREFIX_SIZE, BatchHeader, crc32c
+from storage.batch import BODY_POS, HEADER_SIZE, PREFIX_SIZE, BatchHeader, crc32c
 from storage.errors import CorruptBatch, CorruptSegment
 from storage.scan import WINDOW_BYTES, BatchWalk, PRead
 from storage.segment import Segment
@@ -101,6 +101,8 @@ def read_slice(
             break
         chosen.append((position, h))
         total += h.size
+        if total + HEADER_SIZE > max_bytes:
+            break  # no further batch can fit: do not read its header
     assert chosen, f"offset {offset} not found in {segment}"
     start = chosen[0][0]
     data = None

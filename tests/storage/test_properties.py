@@ -30,6 +30,7 @@ class LogMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.log = TabletLog.open(self.root / "log", CONFIG, clock_ms=self.clock)
         self.batches: list[tuple[int, list[bytes]]] = []  # (base offset, values)
+        self.times: dict[int, int] = {}  # base offset -> append time
         self.start = 0
         self.counter = 0
 
@@ -59,9 +60,10 @@ class LogMachine(RuleBasedStateMachine):
                 values.append((b"%d," % self.counter * size)[:size])
             request += build_batch([(None, v) for v in values])
             self.batches.append((offset, values))
+            self.times[offset] = self.clock.now_ms
             offset += count
         result = self.log.append_as_leader(request, 0)
-        assert result.end_offset == self.end
+        assert result.end_offset == self.end and result.append_time_ms == self.clock.now_ms
         self.clock.advance(1)
 
     @rule()
@@ -116,6 +118,14 @@ class LogMachine(RuleBasedStateMachine):
         log = self.log
         assert (log.start_offset, log.end_offset) == (self.start, self.end)
         assert log.start_offset <= log.high_watermark <= log.end_offset
+
+    @invariant()
+    def lookup_by_time_agrees(self) -> None:
+        for base, _values in self.batches[:: max(1, len(self.batches) // 3)]:
+            time_ms = self.times[base]
+            expected = min(b for b, _ in self.batches if self.times[b] >= time_ms)
+            assert self.log.offset_for_timestamp(time_ms) == max(expected, self.start)
+        assert self.log.offset_for_timestamp(self.clock.now_ms + 1) is None
 
     @invariant()
     def reads_back_what_was_appended(self) -> None:

@@ -228,3 +228,22 @@ def test_batch_walk_windows_and_errors() -> None:
     torn = BatchWalk(lambda s, p: data[p : p + s], 0, len(data) - 3, verify=False)
     with pytest.raises(CorruptBatch):
         list(torn)
+
+
+def test_retention_count_rules(tmp_path: Path) -> None:
+    from storage.config import LogConfig  # noqa: PLC0415 - keep this test self-contained
+    from storage.retention import retention_count  # noqa: PLC0415
+    from storage.segment import Segment  # noqa: PLC0415
+
+    segments = []
+    for i, (size, max_time) in enumerate([(100, 10), (100, 20), (100, 30), (50, 40)]):
+        seg = Segment(tmp_path, i * 10)
+        seg.size, seg.end_offset, seg.max_time_ms = size, i * 10 + 10, max_time
+        segments.append(seg)
+    by_time = LogConfig(retention_ms=15, retention_bytes=None)
+    assert retention_count(segments, by_time, now_ms=36, high_watermark=100) == 2
+    assert retention_count(segments, by_time, now_ms=36, high_watermark=15) == 1
+    assert retention_count(segments, by_time, now_ms=1000, high_watermark=100) == 3  # not active
+    by_size = LogConfig(retention_ms=None, retention_bytes=160)
+    assert retention_count(segments, by_size, now_ms=0, high_watermark=100) == 2
+    assert retention_count(segments, by_size, now_ms=0, high_watermark=9) == 0
