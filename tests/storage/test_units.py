@@ -18,12 +18,15 @@ from storage.checkpoint import (
     read_int_checkpoint,
     write_checkpoint,
 )
+from storage.config import LogConfig
 from storage.epochs import LeaderEpochCache
 from storage.errors import CorruptBatch
 from storage.files import FileCache, pread_exact, raise_nofile_limit, write_all
 from storage.index import OffsetIndex, TimeIndex
 from storage.layout import list_segment_bases, parse_segment_name, segment_path
+from storage.retention import retention_count
 from storage.scan import BatchWalk
+from storage.segment import Segment
 
 
 def test_checkpoint_round_trip_and_atomic_replace(tmp_path: Path) -> None:
@@ -231,10 +234,6 @@ def test_batch_walk_windows_and_errors() -> None:
 
 
 def test_retention_count_rules(tmp_path: Path) -> None:
-    from storage.config import LogConfig  # noqa: PLC0415 - keep this test self-contained
-    from storage.retention import retention_count  # noqa: PLC0415
-    from storage.segment import Segment  # noqa: PLC0415
-
     segments = []
     for i, (size, max_time) in enumerate([(100, 10), (100, 20), (100, 30), (50, 40)]):
         seg = Segment(tmp_path, i * 10)
