@@ -48,6 +48,7 @@ from replication.errors import (
     UnknownLog,
 )
 from replication.heartbeat import Heartbeater
+from replication.liveness import LivenessTracker
 from replication.metadata import MetadataStore
 from replication.model import ClusterView, TabletInfo
 from replication.placement import place_replicas
@@ -94,19 +95,22 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         *,
         tick_s: float = 0.1,
+        rebalance_after_s: float | None = 10.0,
     ) -> None:
+        """``rebalance_after_s``: hand a tablet back to its preferred leader once that replica
+        has been alive, heartbeating and in the ISR this long (None: never)."""
         self.store = store
         self.node_id = node_id
         self.config = config
         self._http = http
         self._clock = clock
         self._tick_s = tick_s
-        self._session_timeout_s = config.tuning.session_timeout_ms / 1000
-        self._late_s = 2 * config.tuning.heartbeat_interval_ms / 1000
+        self._liveness = LivenessTracker(
+            session_timeout_s=config.tuning.session_timeout_ms / 1000,
+            late_s=2 * config.tuning.heartbeat_interval_ms / 1000,
+            rebalance_after_s=rebalance_after_s,
+        )
         self._term: int | None = None
-        self._active_since = 0.0
-        self._last_seen: dict[str, float] = {}
-        self._last_probe: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._background: dict[str, asyncio.Task[None]] = {}
 
@@ -179,9 +183,7 @@ class Controller:
             if not (confirmed and self._still_leader(term)):
                 return
             self._term = term
-            self._active_since = self._clock()
-            self._last_seen = dict.fromkeys(view.nodes, self._active_since)
-            self._last_probe.clear()
+            self._liveness.reset(view, self._clock())
         log.info("node %s is the controller for term %d", self.node_id, term)
         # The previous controller may have died with this election: find dead nodes now
         # rather than a session timeout later.
@@ -247,7 +249,8 @@ class Controller:
         """The view to place replicas by: right after the claim (cluster start, failover),
         wait up to one session timeout for every node to register, so that a log created
         while nodes are still starting is not piled onto the first ones."""
-        remaining_s = self._active_since + self._session_timeout_s - self._clock()
+        live = self._liveness
+        remaining_s = live.active_since + live.session_timeout_s - self._clock()
         view = self.store.view
         if remaining_s <= 0 or all(n.alive for n in view.nodes.values()):
             return view
@@ -265,7 +268,7 @@ class Controller:
         if not result["ok"] and not (retried and result["error"] == "unknown_log"):
             raise error_for_rejection(result)
 
-    async def alter_isr(  # noqa: PLR0917 - mirrors the command
+    async def alter_isr(
         self, log_name: str, tablet: int, leader: str, leader_epoch: int, version: int,
         isr: Sequence[str],
     ) -> TabletInfo:
@@ -320,7 +323,7 @@ class Controller:
         if incarnation < known.incarnation:
             raise CommandRejected("stale_incarnation",
                                   f"{node} already runs incarnation {known.incarnation}")
-        self._last_seen[node] = self._clock()
+        self._liveness.heard_from(node, self._clock())
         current = known.alive and known.incarnation == incarnation and known.address == address
         if not current:
             self._spawn(f"register:{node}", self._register(node, incarnation, address))
@@ -330,6 +333,7 @@ class Controller:
         term = self._require_active()
         result, _ = await self._command(model.register_node(term, node, address, incarnation))
         if result["ok"]:
+            self._liveness.registered(node, self._clock())
             log.info("registered %s incarnation %d at %s (%d tablets re-elected)", node,
                      incarnation, address, result.get("tablets_changed", 0))
         else:
@@ -346,23 +350,31 @@ class Controller:
 
     async def _check_liveness(self) -> None:
         now = self._clock()
-        self._last_seen[self.node_id] = now  # the controller's own process is evidently alive
-        for node in self.store.view.nodes.values():
-            if not node.alive:
-                continue
-            silent_s = now - self._last_seen.get(node.id, self._active_since)
-            if silent_s > self._session_timeout_s:
-                await self._fence(node.id, node.incarnation,
-                                  f"silent for {silent_s:.1f} s (session timeout)")
-            elif silent_s > self._late_s and now - self._last_probe.get(node.id, 0.0) > \
-                    self._late_s:
-                self._spawn(f"probe:{node.id}", self._probe_and_fence(node.id, "late heartbeat"))
+        self._liveness.heard_from(self.node_id, now)  # this process is evidently alive
+        view = self.store.view
+        for node in self._liveness.expired(view, now):
+            silent_s = self._liveness.silent_s(node.id, now)
+            await self._fence(node.id, node.incarnation,
+                              f"silent for {silent_s:.1f} s (session timeout)")
+        for node_id in self._liveness.to_probe(view, now):
+            self._spawn(f"probe:{node_id}", self._probe_and_fence(node_id, "late heartbeat"))
+        tablet = self._liveness.rebalance_candidate(self.store.view, now)
+        if tablet is not None:
+            await self._move_to_preferred(tablet)
+
+    async def _move_to_preferred(self, tablet: TabletInfo) -> None:
+        term = self._require_active()
+        cmd = model.elect_leader(term, tablet.log, tablet.index, tablet.leader_epoch,
+                                 tablet.replicas[0])
+        result, _ = await self._command(cmd)
+        log.info("preferred leader %s for %s/%d: %s", tablet.replicas[0], tablet.log,
+                 tablet.index, "moved" if result["ok"] else result)
 
     async def _probe_and_fence(self, node: str, reason: str) -> bool:
         info = self.store.view.nodes.get(node)
         if info is None or not info.alive:
             return False
-        self._last_probe[node] = self._clock()
+        self._liveness.probed(node, self._clock())
         if not await self._http.probe(info.address, PROBE_TIMEOUT_S):
             return False
         return await self._fence(node, info.incarnation, f"{reason}; connection refused")
@@ -373,6 +385,7 @@ class Controller:
         if not result["ok"]:
             log.info("fencing %s refused: %s", node, result)
             return False
+        self._liveness.fenced(node)
         log.warning("fenced %s (incarnation %d): %s; %d tablets changed", node, incarnation,
                     reason, result.get("tablets_changed", 0))
         return True

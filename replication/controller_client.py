@@ -123,7 +123,7 @@ class ControllerClient:
     async def delete_log(self, address: str, name: str) -> None:
         await self._post(address, "delete_log", {"name": name})
 
-    async def alter_isr(  # noqa: PLR0917 - mirrors the command
+    async def alter_isr(
         self, address: str, log: str, tablet: int, leader: str, leader_epoch: int, version: int,
         isr: Sequence[str],
     ) -> TabletInfo:

@@ -24,7 +24,7 @@ class Heartbeater:
     thread only.
     """
 
-    def __init__(  # noqa: PLR0917 - the node wires it positionally
+    def __init__(
         self,
         store: MetadataStore,
         node_id: str,

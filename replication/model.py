@@ -255,7 +255,7 @@ def delete_log(term: int, name: str) -> dict[str, Any]:
     return _cmd("delete_log", term=term, name=name)
 
 
-def alter_isr(  # noqa: PLR0917 - mirrors the command's fields
+def alter_isr(
     term: int, log: str, tablet: int, leader: str, leader_epoch: int, version: int,
     isr: Sequence[str],
 ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the config, so every controller computes the same answer from the same map.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, TypeVar
 
 
 def place_replicas(
@@ -91,4 +92,30 @@ def choose_unclean_leader(
     for node in replicas:
         if node != exclude and is_alive(node):
             return node
+    return None
+
+
+class _Tablet(Protocol):
+    @property
+    def replicas(self) -> tuple[str, ...]: ...
+    @property
+    def leader(self) -> str | None: ...
+    @property
+    def isr(self) -> tuple[str, ...]: ...
+
+
+T = TypeVar("T", bound=_Tablet)
+
+
+def preferred_leader_move(tablets: Iterable[T], eligible: Callable[[str], bool]) -> T | None:
+    """A tablet to hand back to its preferred leader (first replica), or None.
+
+    After a failover and the failed node's return, leadership stays on the survivors; moving
+    it back one tablet at a time restores the balance placement chose. Only a preferred
+    replica that is in the ISR (caught up) and ``eligible`` (alive and stable) qualifies.
+    """
+    for tablet in tablets:
+        preferred = tablet.replicas[0]
+        if tablet.leader != preferred and preferred in tablet.isr and eligible(preferred):
+            return tablet
     return None

@@ -47,12 +47,14 @@ class FakeHttp(ControllerClient):
         return address in self.refused
 
 
-async def setup(leader: bool = True) -> tuple[Controller, MetadataStore, FakeRaft, FakeClock,
-                                              FakeHttp]:
+async def setup(
+    leader: bool = True, rebalance_after_s: float | None = None
+) -> tuple[Controller, MetadataStore, FakeRaft, FakeClock, FakeHttp]:
     store, raft = fake_store(config(tuning=TUNING))
     raft.leader = leader
     clock, http = FakeClock(), FakeHttp()
-    controller = Controller(store, "n1", store_config(store), http, clock)
+    controller = Controller(store, "n1", store_config(store), http, clock,
+                            rebalance_after_s=rebalance_after_s)
     return controller, store, raft, clock, http
 
 
@@ -70,10 +72,10 @@ async def settle(controller: Controller) -> None:
 
 
 async def active_cluster(
-    incarnations: dict[str, int] | None = None,
+    incarnations: dict[str, int] | None = None, rebalance_after_s: float | None = None,
 ) -> tuple[Controller, MetadataStore, FakeRaft, FakeClock, FakeHttp]:
     """An active controller n1 with n1..n3 registered."""
-    controller, store, raft, clock, http = await setup()
+    controller, store, raft, clock, http = await setup(rebalance_after_s=rebalance_after_s)
     await controller.step()
     assert controller.is_active
     for node, inc in (incarnations or {"n1": 11, "n2": 12, "n3": 13}).items():
@@ -275,4 +277,40 @@ async def test_create_right_after_the_claim_waits_for_nodes_to_register() -> Non
     assert not store.view.nodes["n3"].alive
     tablets = await asyncio.wait_for(controller.create_log("y", LogSettings(tablets=2)), 0.5)
     assert {t.leader for t in tablets} == {"n1", "n2"}
+    store.close()
+
+
+async def test_leadership_returns_to_the_preferred_replica_once_it_is_stable() -> None:
+    controller, store, _, clock, http = await active_cluster(rebalance_after_s=3.0)
+    await controller.create_log("x", LogSettings(tablets=3, replication_factor=3))
+    (preferred_n2,) = [t.id for t in store.view.tablets.values() if t.replicas[0] == "n2"]
+
+    async def beat(node: str, incarnation: int) -> None:
+        await controller.handle_heartbeat(node, incarnation, f"127.0.0.1:710{node[1]}")
+
+    http.refused.add("127.0.0.1:7102")
+    await controller.report_unreachable("n3", "n2")  # n2 crashed: its tablet moved away
+    assert store.view.tablets[preferred_n2].leader != "n2"
+    http.refused.clear()
+    await beat("n2", 22)  # restarted, registers again (not in the ISR of that tablet yet)
+    await settle(controller)
+    assert store.view.nodes["n2"].alive
+    tablet = store.view.tablets[preferred_n2]
+    assert tablet.leader is not None
+    await controller.alter_isr("x", tablet.index, tablet.leader, tablet.leader_epoch,
+                               tablet.version, [*tablet.isr, "n2"])  # caught up again
+    for _ in range(4):  # 2 s of heartbeats: not yet stable for 3 s
+        clock.now += 0.5
+        for node, inc in (("n1", 11), ("n2", 22), ("n3", 13)):
+            await beat(node, inc)
+        await controller.step()
+    assert store.view.tablets[preferred_n2].leader != "n2"
+    for _ in range(3):
+        clock.now += 0.5
+        for node, inc in (("n1", 11), ("n2", 22), ("n3", 13)):
+            await beat(node, inc)
+        await controller.step()
+    moved = store.view.tablets[preferred_n2]
+    assert moved.leader == "n2" and moved.leader_epoch == tablet.leader_epoch + 1
+    assert all(t.leader == t.replicas[0] for t in store.view.tablets.values())
     store.close()
