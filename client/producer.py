@@ -435,7 +435,7 @@ class Producer:
             params={"acks": self._acks, "timeout_ms": int(timeout_s * 1000)},
             data=batch.payload,
             headers={"Content-Type": BATCH_CONTENT_TYPE, NO_FORWARD_HEADER: "1"},
-            timeout_s=timeout_s + 5,
+            timeout_s=timeout_s + 2,  # the leader answers by timeout_ms; 2 s for the network
         )
         answer = response.json_object()
         if answer.get("duplicate") is True:
