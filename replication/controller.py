@@ -350,6 +350,8 @@ class Controller:
 
     async def _check_liveness(self) -> None:
         now = self._clock()
+        if self._liveness.check_stall(now):
+            log.warning("controller %s was stalled; liveness timers restarted", self.node_id)
         self._liveness.heard_from(self.node_id, now)  # this process is evidently alive
         view = self.store.view
         for node in self._liveness.expired(view, now):

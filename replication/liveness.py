@@ -30,6 +30,7 @@ class LivenessTracker:
         self._alive_since: dict[str, float] = {}
         self._last_probe: dict[str, float] = {}
         self._next_rebalance = 0.0
+        self._last_check = 0.0
 
     def reset(self, view: ClusterView, now: float) -> None:
         """Start of a controller term: everyone counts as just heard from."""
@@ -38,6 +39,17 @@ class LivenessTracker:
         self._alive_since = {n.id: now for n in view.nodes.values() if n.alive}
         self._last_probe.clear()
         self._next_rebalance = 0.0
+        self._last_check = now
+
+    def check_stall(self, now: float) -> bool:
+        """Called every liveness round. If this controller itself was stalled (paused process,
+        blocked loop) for longer than a late heartbeat, everyone's silence is its own doing:
+        restart every timer rather than fence nodes whose heartbeats are still queued."""
+        stalled = now - self._last_check > 2 * self.late_s
+        self._last_check = now
+        if stalled:
+            self._last_seen = dict.fromkeys(self._last_seen, now)
+        return stalled
 
     def heard_from(self, node: str, now: float) -> None:
         self._last_seen[node] = now

@@ -71,6 +71,17 @@ async def settle(controller: Controller) -> None:
         await asyncio.wait(pending, timeout=1)
 
 
+async def run_for(controller: Controller, clock: FakeClock, seconds: float,
+                  beating: dict[str, int]) -> None:
+    """Advance time as the real loop would (0.1 s rounds); ``beating`` nodes heartbeat."""
+    for _ in range(round(seconds / 0.1)):
+        clock.now += 0.1
+        for node, incarnation in beating.items():
+            await controller.handle_heartbeat(node, incarnation, f"127.0.0.1:710{node[1]}")
+        await controller.step()
+        await settle(controller)
+
+
 async def active_cluster(
     incarnations: dict[str, int] | None = None, rebalance_after_s: float | None = None,
 ) -> tuple[Controller, MetadataStore, FakeRaft, FakeClock, FakeHttp]:
@@ -150,21 +161,14 @@ async def test_heartbeats_register_nodes_and_new_incarnations() -> None:
 async def test_silent_node_is_fenced_after_the_session_timeout_only() -> None:
     controller, store, _, clock, http = await active_cluster()
     await controller.create_log("x", LogSettings(tablets=3, replication_factor=3))
-    clock.now += 0.9
-    for node in ("n2", "n3"):
-        await controller.handle_heartbeat(node, int(node[1]) + 10, f"127.0.0.1:710{node[1]}")
-    clock.now += 0.5  # n1 is the controller itself; nobody silent > 1 s yet
-    await controller.step()
-    await settle(controller)
+    await run_for(controller, clock, 0.9, {"n2": 12, "n3": 13})
+    await run_for(controller, clock, 0.9, {"n2": 12})  # n3 late: probed, answers, not fenced
     assert all(n.alive for n in store.view.nodes.values())
-    await controller.handle_heartbeat("n2", 12, "127.0.0.1:7102")
-    clock.now += 0.6  # n3 now silent for 1.1 s; probes were answered (not refused)
-    await controller.step()
-    await settle(controller)
+    assert "127.0.0.1:7103" in http.probed
+    await run_for(controller, clock, 0.3, {"n2": 12})  # n3 silent for 1.2 s > 1 s
     assert not store.view.nodes["n3"].alive and store.view.nodes["n2"].alive
     assert store.view.tablets_led_by("n3") == []
     assert all("n3" not in t.isr for t in store.view.tablets.values())
-    assert "127.0.0.1:7103" in http.probed
     store.close()
 
 
@@ -176,13 +180,21 @@ async def test_new_controller_gives_everyone_a_full_session_timeout() -> None:
     raft.leader, raft.term = True, 2
     await controller.step()
     assert controller.is_active
+    await run_for(controller, clock, 0.9, {})
+    assert all(n.alive for n in store.view.nodes.values())
+    await run_for(controller, clock, 0.3, {"n2": 12})
+    assert [n.id for n in store.view.nodes.values() if not n.alive] == ["n3"]
+    store.close()
+
+
+async def test_a_stalled_controller_does_not_fence_the_nodes_it_did_not_hear() -> None:
+    controller, store, _, clock, _ = await active_cluster()
+    await run_for(controller, clock, 0.3, {"n2": 12, "n3": 13})
+    clock.now += 5  # the controller's own loop (or process) was stuck for 5 s
     await controller.step()
     await settle(controller)
     assert all(n.alive for n in store.view.nodes.values())
-    clock.now += 1.1
-    await controller.handle_heartbeat("n2", 12, "127.0.0.1:7102")
-    await controller.step()
-    await settle(controller)
+    await run_for(controller, clock, 1.2, {"n2": 12})
     assert [n.id for n in store.view.nodes.values() if not n.alive] == ["n3"]
     store.close()
 
@@ -269,11 +281,7 @@ async def test_create_right_after_the_claim_waits_for_nodes_to_register() -> Non
     tablets = await asyncio.wait_for(creating, 2)
     assert sorted(t.leader or "" for t in tablets) == ["n1", "n2", "n3"]
     # once a session timeout has passed since the claim, a dead node is simply dead
-    clock.now += 1.5
-    await controller.handle_heartbeat("n1", 1, "127.0.0.1:7101")
-    await controller.handle_heartbeat("n2", 1, "127.0.0.1:7102")
-    await controller.step()
-    await settle(controller)
+    await run_for(controller, clock, 1.5, {"n1": 1, "n2": 1})
     assert not store.view.nodes["n3"].alive
     tablets = await asyncio.wait_for(controller.create_log("y", LogSettings(tablets=2)), 0.5)
     assert {t.leader for t in tablets} == {"n1", "n2"}
@@ -299,17 +307,10 @@ async def test_leadership_returns_to_the_preferred_replica_once_it_is_stable() -
     assert tablet.leader is not None
     await controller.alter_isr("x", tablet.index, tablet.leader, tablet.leader_epoch,
                                tablet.version, [*tablet.isr, "n2"])  # caught up again
-    for _ in range(4):  # 2 s of heartbeats: not yet stable for 3 s
-        clock.now += 0.5
-        for node, inc in (("n1", 11), ("n2", 22), ("n3", 13)):
-            await beat(node, inc)
-        await controller.step()
+    everyone = {"n1": 11, "n2": 22, "n3": 13}
+    await run_for(controller, clock, 2.0, everyone)  # n2 back for 2 s: not yet stable
     assert store.view.tablets[preferred_n2].leader != "n2"
-    for _ in range(3):
-        clock.now += 0.5
-        for node, inc in (("n1", 11), ("n2", 22), ("n3", 13)):
-            await beat(node, inc)
-        await controller.step()
+    await run_for(controller, clock, 1.5, everyone)
     moved = store.view.tablets[preferred_n2]
     assert moved.leader == "n2" and moved.leader_epoch == tablet.leader_epoch + 1
     assert all(t.leader == t.replicas[0] for t in store.view.tablets.values())

@@ -250,3 +250,40 @@ def test_all_nodes_killed_at_once_many_times_keep_the_map(cluster: MetaCluster) 
         wait_until(restored, 20, f"round {round_}: every log and assignment back on every node")
     dumps = [p for p in cluster.root.glob("n*/raft/dump")]
     assert dumps, "the journal was compacted into a snapshot at least once"
+
+
+def test_a_paused_controller_is_deposed_and_its_commands_do_nothing(
+    cluster: MetaCluster,
+) -> None:
+    """SIGSTOP the controller (a partition as seen from the others), let the rest fail over,
+    then resume it: whatever it still tries under its old term has no effect."""
+    old = wait_for_controller(cluster)
+    reply = cluster.create_log(old, "kept", tablets=3, replication_factor=3)
+    assert "tablets" in reply, reply
+    old_term = cluster.state(old)["view"]["controller_term"]
+    others = [n for n in cluster.ids if n != old]
+    cluster.procs[old].send_signal(signal.SIGSTOP)
+    try:
+        def new_controller() -> str | None:
+            states = {n: cluster.state(n) for n in others}
+            active = [n for n, s in states.items() if s["active"]]
+            return active[0] if len(active) == 1 else None
+
+        new = wait_until(new_controller, 10, "the others elect a new controller")
+        wait_until(lambda: not cluster.state(new)["view"]["nodes"][old]["alive"], 10,
+                   "the silent old controller fenced after the session timeout")
+    finally:
+        cluster.procs[old].send_signal(signal.SIGCONT)
+    # the old controller's first words after waking up: a delete under its old term
+    stale = {"op": "delete_log", "v": 1, "term": old_term, "name": "kept"}
+    answer = cluster.call(old, "/debug/propose", stale, timeout_s=10)
+    assert answer.get("ok") is not True, answer
+    wait_until(lambda: not cluster.state(old)["active"], 5, "the old controller steps down")
+    wait_until(lambda: cluster.state(old)["view"]["controller"] == new, 10,
+               "the old controller follows the new map")
+    wait_until(cluster.all_registered, 10, "the resumed node registered again")
+    for state in cluster.states().values():
+        assert "kept" in state["view"]["logs"]
+        assert state["view"]["controller"] == new
+        assert all(node["alive"] for node in state["view"]["nodes"].values()), \
+            "the resumed controller fenced nobody"
