@@ -1,17 +1,19 @@
 """Storage engine benchmark: TabletLog append and read throughput against the raw disk.
 
-Every figure is a ratio against raw ``os.write`` / ``os.pread`` of the same number of bytes in
-chunks of the same size, on the same disk, in the same run (the machines are shared and noisy:
-only ratios within one run mean anything). Workloads:
+Every figure is compared with raw ``os.write`` / ``os.pread`` of the same bytes in chunks of the
+same size, on the same disk, in the same run. The machines are shared and noisy, so the log and
+its raw reference are measured in *paired rounds*: each round does 32 MiB through the log, then
+the same number of bytes raw, and the ratio reported is the median of the rounds' ratios (a
+noise spike hits one round, not a whole workload). Workloads:
 
-* append, 100-byte records in batches of 1000 and 1 MiB batches, ``fsync: never`` (vs raw write)
-  and ``fsync: always`` through GroupCommitter with a few concurrent appenders (vs raw write +
-  fsync of each chunk by one writer: what a log without group commit would do);
-* sequential read of the whole log with ``read(offset, 1 MiB)`` + ``read_bytes()``, with the CRC
-  check of every returned batch (the default) and without it (vs raw 1 MiB preads, page cache).
+* append, 100-byte records in batches of 1000 and 1 MiB batches, ``fsync: never`` (vs raw write,
+  no fsync) and ``fsync: always`` through GroupCommitter with 4 concurrent appenders (vs one
+  writer doing write + fdatasync per chunk, i.e. a log without group commit);
+* sequential read of the log with ``read(offset, 1 MiB)`` + ``read_bytes()``, with the CRC check
+  of every returned batch (the default) and without it (vs raw 1 MiB preads; page cache).
 
-Batches are built before timing (producer work, not the log's). Each workload stops at a byte
-budget or a time limit, whichever comes first; the raw reference then writes exactly as many bytes.
+Batches are built before timing (that is the producer's work) and cycled; the raw writer cycles
+through the same buffers. Each workload stops at a byte budget or a time limit.
 
 Run: ``python -m bench.storage_bench [--quick] [--dir DIR] [--json PATH]``.
 """
@@ -24,10 +26,13 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from storage.batch import build_batch
@@ -36,42 +41,7 @@ from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
 
 MiB = 1 << 20
-
-
-@dataclass
-class Sample:
-    """One timed run of a workload and of its raw reference over the same bytes."""
-
-    bytes: int
-    seconds: float
-    records: int
-    raw_seconds: float
-    note: str = ""
-
-
-@dataclass
-class Row:
-    """A workload's best sample (highest throughput) and the raw reference's best sample."""
-
-    workload: str
-    raw: str
-    mb_per_s: float
-    records_per_s: float
-    raw_mb_per_s: float
-    bytes: int
-    note: str
-
-    @property
-    def ratio(self) -> float:
-        return self.mb_per_s / self.raw_mb_per_s
-
-    @classmethod
-    def best(cls, workload: str, raw: str, samples: list[Sample]) -> Row:
-        fastest = max(samples, key=lambda s: s.bytes / s.seconds)
-        raw_best = max(s.bytes / s.raw_seconds for s in samples)
-        return cls(workload, raw, fastest.bytes / fastest.seconds / 1e6,
-                   fastest.records / fastest.seconds, raw_best / 1e6, fastest.bytes,
-                   fastest.note)
+ROUND_BYTES = 32 * MiB
 
 
 @dataclass(frozen=True)
@@ -85,6 +55,40 @@ SMALL = Shape("100 B records x 1000/batch", 1000, 100)
 LARGE = Shape("1 MiB batches", 256, 4096)
 
 
+@dataclass
+class Row:
+    """One workload: totals of the log's and the raw reference's rounds."""
+
+    workload: str
+    raw: str
+    bytes: int = 0
+    records: int = 0
+    log_s: float = 0.0
+    raw_s: float = 0.0
+    round_ratios: list[float] = field(default_factory=list)
+    note: str = ""
+
+    def add(self, nbytes: int, records: int, log_s: float, raw_s: float) -> None:
+        self.bytes += nbytes
+        self.records += records
+        self.log_s += log_s
+        self.raw_s += raw_s
+        self.round_ratios.append(raw_s / log_s)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / self.log_s / 1e6
+
+    @property
+    def raw_mb_per_s(self) -> float:
+        return self.bytes / self.raw_s / 1e6
+
+    @property
+    def ratio(self) -> float:
+        """Median over rounds of (raw time / log time) = log throughput as a share of raw."""
+        return statistics.median(self.round_ratios)
+
+
 def make_batches(shape: Shape, distinct: int = 4) -> list[bytes]:
     out = []
     for i in range(distinct):
@@ -93,182 +97,191 @@ def make_batches(shape: Shape, distinct: int = 4) -> list[bytes]:
     return out
 
 
-def settle() -> None:
-    """Write back everything dirty so one workload's writeback does not slow the next."""
-    os.sync()
-
-
-# ----------------------------------------------------------------------------- raw references
-
-
-def raw_write(path: Path, chunk: bytes, total: int, *, fsync_each: bool) -> float:
-    """Seconds to write ``total`` bytes in ``chunk``-sized writes (fsync each, or none)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-    try:
-        t0 = time.perf_counter()
-        written = 0
-        while written < total:
-            written += os.write(fd, chunk)
-            if fsync_each:
-                os.fdatasync(fd)
-        return time.perf_counter() - t0
-    finally:
-        os.close(fd)
-        path.unlink()
-
-
-def raw_read(files: list[Path], chunk: int) -> tuple[float, int]:
-    """Seconds and bytes to pread every file sequentially in ``chunk``-sized reads."""
-    total = 0
-    t0 = time.perf_counter()
-    for path in files:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            pos = 0
-            while data := os.pread(fd, chunk, pos):
-                pos += len(data)
-            total += pos
-        finally:
-            os.close(fd)
-    return time.perf_counter() - t0, total
-
-
-# ----------------------------------------------------------------------------- log workloads
-
-
 def config(fsync: FsyncPolicy, *, verify_reads: bool = True) -> LogConfig:
     return LogConfig(segment_bytes=256 * MiB, fsync=fsync, retention_ms=None,
                      verify_reads=verify_reads)
 
 
-def append_never(directory: Path, batches: list[bytes], budget: int, limit_s: float) -> Sample:
+class RawWriter:
+    """The raw reference for appends: one O_APPEND file, one write (+ fdatasync) per chunk."""
+
+    def __init__(self, path: Path, chunks: list[bytes], *, fsync_each: bool) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self.chunks = chunks
+        self.fsync_each = fsync_each
+        self.i = 0
+
+    def write(self, nbytes: int) -> float:
+        t0 = time.perf_counter()
+        written = 0
+        while written < nbytes:
+            written += os.write(self.fd, self.chunks[self.i % len(self.chunks)])
+            self.i += 1
+            if self.fsync_each:
+                os.fdatasync(self.fd)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class RawReader:
+    """The raw reference for reads: 1 MiB preads through the log's segment files, cycling."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.fds = [os.open(p, os.O_RDONLY) for p in files]
+        self.index = self.position = 0
+
+    def read(self, nbytes: int) -> float:
+        t0 = time.perf_counter()
+        done = 0
+        while done < nbytes:
+            data = os.pread(self.fds[self.index], min(MiB, nbytes - done), self.position)
+            if not data:
+                self.index, self.position = (self.index + 1) % len(self.fds), 0
+                continue
+            done += len(data)
+            self.position += len(data)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def append_never(
+    row: Row, directory: Path, batches: list[bytes], budget: int, limit_s: float
+) -> None:
     log = TabletLog.open(directory, config("never"))
-    written = records = i = 0
-    t0 = time.perf_counter()
-    deadline = t0 + limit_s
-    while written < budget and time.perf_counter() < deadline:
-        result = log.append_as_leader(batches[i % len(batches)], 0)
-        written += result.size_bytes
-        records += result.record_count
-        i += 1
-    elapsed = time.perf_counter() - t0
+    raw = RawWriter(directory.parent / "raw", batches, fsync_each=False)
+    per_round = max(1, ROUND_BYTES // len(batches[0]))
+    deadline = time.perf_counter() + limit_s
+    i = 0
+    while row.bytes < budget and time.perf_counter() < deadline:
+        nbytes = records = 0
+        t0 = time.perf_counter()
+        for _ in range(per_round):
+            result = log.append_as_leader(batches[i % len(batches)], 0)
+            nbytes += result.size_bytes
+            records += result.record_count
+            i += 1
+        log_s = time.perf_counter() - t0
+        row.add(nbytes, records, log_s, raw.write(nbytes))
+    raw.close()
+    (directory.parent / "raw").unlink()
     log.close()
-    settle()
-    raw = raw_write(directory.parent / "raw", batches[0], written, fsync_each=False)
-    settle()
-    return Sample(written, elapsed, records, raw)
+
+
+def read_log(row: Row, directory: Path, budget: int, limit_s: float, *, verify: bool) -> None:
+    log = TabletLog.open(directory, config("never", verify_reads=verify))
+    raw = RawReader(sorted(directory.glob("*.log")))
+    offset = log.start_offset
+    deadline = time.perf_counter() + limit_s
+    while row.bytes < budget and time.perf_counter() < deadline:
+        nbytes = records = 0
+        t0 = time.perf_counter()
+        while nbytes < ROUND_BYTES:
+            result = log.read(offset, MiB)
+            if result.is_empty:
+                offset = log.start_offset
+                continue
+            nbytes += len(result.read_bytes())
+            records += result.end_offset - max(result.first_offset, offset)
+            offset = result.end_offset
+        log_s = time.perf_counter() - t0
+        row.add(nbytes, records, log_s, raw.read(nbytes))
+    raw.close()
+    log.close()
 
 
 def append_always(
-    directory: Path, batches: list[bytes], budget: int, limit_s: float, appenders: int
-) -> Sample:
+    row: Row, directory: Path, batches: list[bytes], budget: int, limit_s: float, appenders: int
+) -> None:
     log = TabletLog.open(directory, config("always"))
-    totals = {"bytes": 0, "records": 0}
+    raw = RawWriter(directory.parent / "raw", batches, fsync_each=True)
+    counter = {"i": 0, "bytes": 0, "records": 0}
 
-    async def appender(k: int, committer: GroupCommitter, deadline: float) -> None:
-        i = k
-        while totals["bytes"] < budget and time.perf_counter() < deadline:
-            result = log.append_as_leader(batches[i % len(batches)], 0)
-            totals["bytes"] += result.size_bytes
-            totals["records"] += result.record_count
-            i += appenders
+    async def appender(committer: GroupCommitter, round_end: int) -> None:
+        while counter["bytes"] < round_end:
+            result = log.append_as_leader(batches[counter["i"] % len(batches)], 0)
+            counter["i"] += 1
+            counter["bytes"] += result.size_bytes
+            counter["records"] += result.record_count
             await committer.wait_durable(result.end_offset)
 
-    async def run() -> float:
+    async def rounds() -> None:
         committer = GroupCommitter(log)
-        t0 = time.perf_counter()
-        await asyncio.gather(*(appender(k, committer, t0 + limit_s) for k in range(appenders)))
-        elapsed = time.perf_counter() - t0
+        deadline = time.perf_counter() + limit_s
+        while row.bytes < budget and time.perf_counter() < deadline:
+            before_bytes, before_records = counter["bytes"], counter["records"]
+            round_end = before_bytes + ROUND_BYTES
+            t0 = time.perf_counter()
+            await asyncio.gather(*(appender(committer, round_end) for _ in range(appenders)))
+            log_s = time.perf_counter() - t0
+            nbytes = counter["bytes"] - before_bytes
+            row.add(nbytes, counter["records"] - before_records, log_s, raw.write(nbytes))
         await committer.close()
-        return elapsed
 
-    elapsed = asyncio.run(run())
-    flushes = log.stats.flushes
+    asyncio.run(rounds())
+    row.note = f"{appenders} appenders, {log.stats.flushes} flushes for {counter['i']} appends"
+    raw.close()
+    (directory.parent / "raw").unlink()
     log.close()
-    settle()
-    raw = raw_write(directory.parent / "raw", batches[0], totals["bytes"], fsync_each=True)
-    settle()
-    note = f"{appenders} appenders, {flushes} flushes"
-    return Sample(totals["bytes"], elapsed, totals["records"], raw, note)
-
-
-def read_log(directory: Path, *, verify: bool, limit_s: float) -> Sample:
-    log = TabletLog.open(directory, config("never", verify_reads=verify))
-    offset, total, records = log.start_offset, 0, 0
-    t0 = time.perf_counter()
-    deadline = t0 + limit_s
-    while time.perf_counter() < deadline:
-        result = log.read(offset, MiB)
-        if result.is_empty:
-            break
-        total += len(result.read_bytes())
-        records += result.end_offset - max(result.first_offset, offset)
-        offset = result.end_offset
-    elapsed = time.perf_counter() - t0
-    log.close()
-    files = sorted(directory.glob("*.log"))
-    raw_s, raw_total = raw_read(files, MiB)
-    scaled = raw_s * total / raw_total if raw_total else raw_s
-    return Sample(total, elapsed, records, scaled)
 
 
 # ----------------------------------------------------------------------------- driver
 
 
-def warm_up(root: Path, budget: int) -> None:
-    """Touch the page cache memory once: a VM's first use of fresh guest memory is much slower
-    than reuse, and whichever workload ran first would pay for it."""
-    chunk = os.urandom(MiB)
-    for _ in range(2):
-        raw_write(root / "warm", chunk, budget, fsync_each=False)
-        settle()
-
-
 def run(quick: bool, root: Path) -> list[Row]:
-    """Every workload ``reps`` times, alternating with its raw reference; best of each."""
-    never_budget = (128 if quick else 512) * MiB
-    always_budget = (32 if quick else 128) * MiB
-    limit_s = 4.0 if quick else 10.0
-    reps = 2 if quick else 3
-    warm_up(root, never_budget)
+    """Every workload once, in paired rounds; see the module docstring."""
+    never_budget = (256 if quick else 1024) * MiB
+    always_budget = (32 if quick else 96) * MiB
+    limit_s = 5.0 if quick else 15.0
     rows: list[Row] = []
+
+    def measure(row: Row, work: Callable[[Row], None]) -> None:
+        os.sync()  # earlier workloads' writeback must not land in this one
+        print(f"[storage_bench] {row.workload} ...", file=sys.stderr, flush=True)
+        work(row)
+        rows.append(row)
+
     for shape in (SMALL, LARGE):
         batches = make_batches(shape)
-        log_dir = root / f"log-{shape.records}"
-        samples = []
-        for _ in range(reps):
-            shutil.rmtree(log_dir, ignore_errors=True)
-            samples.append(append_never(log_dir, batches, never_budget, limit_s))
-        rows.append(Row.best(f"append {shape.name}, fsync never", "write", samples))
+        d = root / f"log-{shape.records}"
+        measure(Row(f"append {shape.name}, fsync never", "write"),
+                partial(append_never, directory=d, batches=batches, budget=never_budget,
+                        limit_s=limit_s))
         for verify in (True, False):
-            reads = [read_log(log_dir, verify=verify, limit_s=limit_s) for _ in range(reps)]
-            check = "CRC checked" if verify else "no CRC check"
-            rows.append(Row.best(f"read {shape.name}, {check}", "pread (page cache)", reads))
-        shutil.rmtree(log_dir)
-        samples = []
-        for _ in range(reps):
-            shutil.rmtree(log_dir, ignore_errors=True)
-            samples.append(append_always(log_dir, batches, always_budget, limit_s, 4))
-        rows.append(Row.best(f"append {shape.name}, fsync always", "write+fdatasync", samples))
-        shutil.rmtree(log_dir)
-        print(f"[storage_bench] {shape.name} done", file=sys.stderr, flush=True)
+            measure(Row(f"read {shape.name}, {'CRC checked' if verify else 'no CRC check'}",
+                        "pread (page cache)"),
+                    partial(read_log, directory=d, budget=never_budget, limit_s=limit_s,
+                            verify=verify))
+        shutil.rmtree(d)
+        measure(Row(f"append {shape.name}, fsync always", "write+fdatasync"),
+                partial(append_always, directory=d, batches=batches, budget=always_budget,
+                        limit_s=limit_s, appenders=4))
+        shutil.rmtree(d)
     return rows
 
 
 def print_rows(rows: list[Row]) -> None:
     header = (f"{'workload':<45} {'MB/s':>7} {'records/s':>11} {'raw MB/s':>9} {'ratio':>6}  "
-              f"{'raw reference':<20} notes")
+              f"{'raw reference':<19} notes")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r.workload:<45} {r.mb_per_s:>7.0f} {r.records_per_s:>11,.0f} "
-              f"{r.raw_mb_per_s:>9.0f} {r.ratio:>6.0%}  {r.raw:<20} {r.bytes / MiB:.0f} MiB"
-              f"{'; ' + r.note if r.note else ''}")
+        spread = f"rounds {min(r.round_ratios):.0%}..{max(r.round_ratios):.0%}"
+        print(f"{r.workload:<45} {r.mb_per_s:>7.0f} {r.records / r.log_s:>11,.0f} "
+              f"{r.raw_mb_per_s:>9.0f} {r.ratio:>6.0%}  {r.raw:<19} {r.bytes / MiB:.0f} MiB, "
+              f"{spread}{'; ' + r.note if r.note else ''}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="smaller budgets (about 30 s)")
+    ap = argparse.ArgumentParser(description="TabletLog append/read throughput vs the raw disk")
+    ap.add_argument("--quick", action="store_true", help="smaller budgets (about 15 s)")
     ap.add_argument("--dir", type=Path, default=None,
                     help="directory on the disk to measure (default: the system temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
@@ -282,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         doc = {
             "quick": args.quick, "machine": platform.node(), "python": sys.version.split()[0],
-            "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
+            "round_bytes": ROUND_BYTES,
+            "rows": [{**asdict(r), "mb_per_s": r.mb_per_s, "raw_mb_per_s": r.raw_mb_per_s,
+                      "ratio": r.ratio} for r in rows],
         }
         args.json.write_text(json.dumps(doc, indent=2))
     return 0

@@ -113,14 +113,15 @@ class GroupCommitter:
         try:
             while not self._log.is_closed:
                 self._again = False
-                ticket = self._log.begin_flush()
-                if ticket is not None:
-                    try:
+                try:
+                    ticket = self._log.begin_flush()
+                    if ticket is not None:
                         await loop.run_in_executor(self._executor, ticket.run)
-                    except OSError as err:
-                        log.exception("%s: fsync failed", self._log.directory)
-                        self._failed = FlushFailed(f"fsync of {self._log.directory} failed: {err}")
-                        break
+                except OSError as err:
+                    log.exception("%s: flush failed", self._log.directory)
+                    self._failed = FlushFailed(f"flush of {self._log.directory} failed: {err}")
+                    break
+                if ticket is not None:
                     self._log.complete_flush(ticket)
                     self.flushes += 1
                 self._settle_waiters(nothing_to_flush=ticket is None)
