@@ -87,7 +87,8 @@ class TabletInfo:
 
     Offsets follow the project's convention: ``high_watermark`` and ``end_offset`` are exclusive
     (offsets below the high watermark are committed). ``end_offset`` and ``replica_lag`` (records
-    each replica is behind the leader's end) come only from ``GET /v1/status``.
+    each replica is behind the leader's end; None when the leader does not know, e.g. for a
+    replica that is down) come only from ``GET /v1/status``.
     """
 
     tablet: int
@@ -98,7 +99,7 @@ class TabletInfo:
     start_offset: int
     high_watermark: int
     end_offset: int | None = None
-    replica_lag: Mapping[str, int] = field(default_factory=dict)
+    replica_lag: Mapping[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,18 +119,18 @@ class TabletInfo:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> TabletInfo:
-        lag = raw.get("replica_lag") or {}
-        end = raw.get("end_offset")
+        lag = raw.get("replica_lag")
         return cls(
             tablet=_int(raw, "tablet"),
             leader=_opt_str(raw, "leader"),
-            leader_epoch=int(raw.get("leader_epoch", 0) or 0),
-            replicas=tuple(str(r) for r in raw.get("replicas", ())),
-            isr=tuple(str(r) for r in raw.get("isr", ())),
-            start_offset=int(raw.get("start_offset", 0) or 0),
-            high_watermark=int(raw.get("high_watermark", 0) or 0),
-            end_offset=int(end) if isinstance(end, int) else None,
-            replica_lag={str(k): int(v) for k, v in lag.items()} if isinstance(lag, dict) else {},
+            leader_epoch=_opt_int(raw.get("leader_epoch")) or 0,
+            replicas=tuple(str(r) for r in raw.get("replicas") or ()),
+            isr=tuple(str(r) for r in raw.get("isr") or ()),
+            start_offset=_opt_int(raw.get("start_offset")) or 0,
+            high_watermark=_opt_int(raw.get("high_watermark")) or 0,
+            end_offset=_opt_int(raw.get("end_offset")),
+            replica_lag={str(k): _opt_int(v) for k, v in lag.items()}
+            if isinstance(lag, dict) else {},
         )
 
 
@@ -233,6 +234,11 @@ def _int(raw: Mapping[str, Any], name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ProtocolError(f"expected an integer field {name!r} in the node's answer")
     return value
+
+
+def _opt_int(value: object) -> int | None:
+    """An integer field that may be absent or null (the API may not know a value yet)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _list(raw: Mapping[str, Any], name: str) -> list[Any]:

@@ -51,8 +51,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def stdout_console() -> Console:
-    """Console for human output: colours only on a terminal, never wrapping JSON."""
-    return Console(highlight=False, soft_wrap=False)
+    """Console for human output: colours only on a terminal.
+
+    When stdout is not a terminal (a pipe, a file, CI logs) rich would assume 80 columns and
+    squeeze the tables; give it room instead so every table keeps its natural width.
+    """
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def stderr_console() -> Console:

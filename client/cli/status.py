@@ -122,7 +122,10 @@ def add_tablet_row(table: Table, tablet: TabletInfo, log: str | None = None) -> 
     if len(tablet.isr) < len(tablet.replicas):
         isr.stylize("yellow")
     end = "-" if tablet.end_offset is None else str(tablet.end_offset)
-    lag = " ".join(f"{node}:{behind}" for node, behind in sorted(tablet.replica_lag.items()))
+    lag = " ".join(
+        f"{node}:{'?' if behind is None else behind}"
+        for node, behind in sorted(tablet.replica_lag.items())
+    )
     row: list[RenderableType] = [
         str(tablet.tablet), leader, str(tablet.leader_epoch), join_ids(tablet.replicas), isr,
         str(tablet.start_offset), str(tablet.high_watermark), end, lag or "-",

@@ -26,6 +26,7 @@ from client.errors import (
     error_from_response,
 )
 from client.metadata import log_path, parse_bootstrap
+from client.models import Status
 from client.transport import Response
 from tests.client.conftest import BOOTSTRAP, Scripted
 from tests.client.fakes import Call, FakeTransport, error_response, json_response
@@ -181,3 +182,13 @@ async def test_group_offsets_round_trip(scripted: Scripted) -> None:
     async with AsyncClient(BOOTSTRAP, transport=FakeTransport(handler)) as client:
         await client.commit("g 1", {("events", 0): 5, ("events", 2): 9})
         assert await client.committed("g 1", "events") == {("events", 0): 5, ("events", 2): 9}
+
+
+def test_status_tolerates_unknown_lag_and_missing_fields() -> None:
+    status = Status.parse({"cluster": "c", "controller": None, "nodes": [], "logs": [
+        {"name": "e", "tablets": [{"tablet": 1, "leader": None, "leader_epoch": None,
+                                   "replica_lag": {"n1": None, "n2": 4}}]}]})
+    tablet = status.logs[0].tablets[0]
+    assert tablet.replica_lag == {"n1": None, "n2": 4}
+    assert (tablet.leader, tablet.leader_epoch, tablet.end_offset) == (None, 0, None)
+    assert status.to_dict()["logs"][0]["tablets"][0]["replica_lag"] == {"n1": None, "n2": 4}
