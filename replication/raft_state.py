@@ -193,7 +193,9 @@ class RaftState:
         compaction_min_time_s: float = 300.0,
     ) -> None:
         raft_dir = Path(raft_dir)
-        raft_dir.mkdir(parents=True, exist_ok=True)
+        if not raft_dir.is_dir():
+            raft_dir.mkdir(parents=True)
+            fsync_path(raft_dir.parent)  # a crash must not lose the directory of the journal
         self._state = model.initial_state(
             config.name, {n.id: n.api_address for n in config.nodes}
         )

@@ -71,8 +71,9 @@ async def main(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     spec = config.node(args.node)
     loop = asyncio.get_running_loop()
+    voters = args.voters.split(",") if args.voters else None
     store = MetadataStore(config, args.node, Path(args.data_dir) / "raft", loop,
-                          compaction_min_entries=args.compaction_entries)
+                          compaction_min_entries=args.compaction_entries, voters=voters)
     session = aiohttp.ClientSession()
     client = ControllerClient(session, config.secret)
     controller = Controller(store, args.node, config, client)
@@ -129,6 +130,7 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--compaction-entries", type=int, default=5000)
     parser.add_argument("--watch-leaders", action="store_true")
+    parser.add_argument("--voters", help="comma-separated voter ids (default: every node)")
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(main(parser.parse_args()))

@@ -287,3 +287,26 @@ def test_a_paused_controller_is_deposed_and_its_commands_do_nothing(
         assert state["view"]["controller"] == new
         assert all(node["alive"] for node in state["view"]["nodes"].values()), \
             "the resumed controller fenced nobody"
+
+
+def test_a_non_voter_follows_the_map_as_an_observer(tmp_path: Path) -> None:
+    """Room for a voter subset: n4 is in the cluster but not a Raft voter."""
+    cluster = MetaCluster(tmp_path, size=4)
+    try:
+        for node in cluster.ids:
+            cluster.start(node, "--voters", "n1,n2,n3")
+        controller = wait_for_controller(cluster)
+        assert controller != "n4"
+        reply = cluster.create_log(controller, "seen", tablets=4, replication_factor=2,
+                                   min_insync_replicas=1)
+        assert any(t["leader"] == "n4" for t in reply["tablets"]), "n4 hosts replicas"
+        wait_until(lambda: "seen" in cluster.state("n4")["view"]["logs"]
+                   and cluster.state("n4")["ready"], 10, "the observer applies the map")
+        status = cluster.state("n4")["status"]
+        assert not status["is_raft_leader"] and status["raft_leader"] == controller
+        cluster.kill("n4")  # losing the observer costs the voters nothing
+        reply = cluster.create_log(controller, "after", tablets=1, replication_factor=2,
+                                   min_insync_replicas=1)
+        assert "tablets" in reply, reply
+    finally:
+        cluster.close()
