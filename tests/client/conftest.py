@@ -13,9 +13,11 @@ import pytest
 from client.async_client import AsyncClient
 from client.transport import Response
 from tests.client.fakes import Acknowledger, Call, FakeTransport, MetadataAnswers
-from tests.cluster.harness import Cluster
+from tests.cluster.harness import FAST_TUNING, Cluster
 
 BOOTSTRAP = ["h1:1", "h2:2", "h3:3"]
+__all__ = ["BOOTSTRAP", "FAST_TUNING", "Scripted", "bootstrap_of", "running_cluster",
+           "skip_unless_server_importable"]
 
 
 class Scripted:
@@ -63,12 +65,16 @@ def _server_importable() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def running_cluster(base_dir: Path, size: int = 3, **kwargs: Any) -> Iterator[Cluster]:
-    """A started, ready cluster; on a start failure, fail with the nodes' log tails."""
+def skip_unless_server_importable() -> None:
     reason = _server_importable()
     if reason:
         pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def running_cluster(base_dir: Path, size: int = 3, **kwargs: Any) -> Iterator[Cluster]:
+    """A started, ready cluster; on a start failure, fail with the nodes' log tails."""
+    skip_unless_server_importable()
     cluster = Cluster.create(base_dir, size, **kwargs)
     try:
         cluster.start_all()
