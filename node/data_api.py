@@ -18,8 +18,14 @@ from node.consume import ReadOutcome, read_committed, records_json, replica_dige
 from node.context import CONTEXT, NodeContext
 from node.forwarding import forward, may_forward
 from node.http_errors import ApiError, bad_request
-from node.produce import BATCH_CONTENT_TYPE, ProduceOutcome, parse_acks, route_produce
-from replication.errors import NoLeader
+from node.produce import (
+    BATCH_CONTENT_TYPE,
+    ProduceOutcome,
+    parse_acks,
+    route_produce,
+    wait_for_new_view,
+)
+from replication.errors import NoLeader, PeerUnreachable
 from replication.leader import TabletLeader
 from replication.model import TabletId
 from replication.partitioning import tablet_for_key
@@ -155,18 +161,40 @@ def _next_round_robin(ctx: NodeContext, log_name: str, tablets: int) -> int:
 async def _leader_or_forward(
     ctx: NodeContext, request: web.Request, tablet: TabletId
 ) -> TabletLeader | web.Response:
-    """The local leader of ``tablet``, or the leader's own answer to this request."""
-    leader = ctx.replicas.leader_for(tablet)
-    if leader is not None:
-        return leader
-    info = ctx.view.tablet(tablet.log, tablet.index)
-    address = ctx.address_of(info.leader) if info and info.leader else None
-    if info is None or info.leader is None or address is None or info.leader == ctx.node_id:
-        raise NoLeader(f"tablet {tablet.log}/{tablet.index} has no leader right now",)
-    if not may_forward(request):
-        raise ApiError("not_leader", f"node {ctx.node_id} does not lead tablet "
-                       f"{tablet.log}/{tablet.index}", leader=info.leader, leader_address=address)
-    return await forward(ctx, request, address)
+    """The local leader of ``tablet``, or the leader's own answer to this request.
+
+    While leadership is moving (no leader yet, or the named leader has not taken over), wait
+    for the metadata to settle, up to the request timeout; reads have no side effects, so
+    retrying after any failure is safe.
+    """
+    deadline = time.monotonic() + ctx.request_timeout_s()
+    while True:
+        leader = ctx.replicas.leader_for(tablet)
+        if leader is not None:
+            return leader
+        info = ctx.view.tablet(tablet.log, tablet.index)
+        if info is None:
+            raise ApiError("not_found", f"log {tablet.log} has no tablet {tablet.index}")
+        address = ctx.address_of(info.leader) if info.leader else None
+        error: Exception = NoLeader(f"tablet {tablet.log}/{tablet.index} has no leader right now")
+        if address is not None and info.leader != ctx.node_id:
+            if not may_forward(request):
+                raise ApiError("not_leader", f"node {ctx.node_id} does not lead tablet "
+                               f"{tablet.log}/{tablet.index}", leader=info.leader,
+                               leader_address=address)
+            try:
+                response = await forward(ctx, request, address)
+                if response.status not in (421, 503):
+                    return response
+                error = ApiError("no_leader", f"the leader of {tablet.log}/{tablet.index} "
+                                 "is changing")
+                if time.monotonic() >= deadline:
+                    return response
+            except PeerUnreachable as exc:
+                error = exc
+        if time.monotonic() >= deadline or not may_forward(request):
+            raise error
+        await wait_for_new_view(ctx, 0.05)
 
 
 async def _read(request: web.Request) -> ReadOutcome | web.Response:

@@ -4,8 +4,9 @@ Any node accepts a produce for any tablet. The leader appends locally; another n
 the batch bytes to the leader's binary endpoint once (``X-Tabletlog-No-Forward``). While
 leadership is moving (no leader yet, or the leader's own metadata has not caught up), routing
 retries until the request deadline — but only after answers that guarantee nothing was written
-(``not_leader``, ``no_leader``, ``not_enough_replicas``); a timeout is reported as such, since
-its outcome is unknown. Event-loop thread only.
+(``not_leader``, ``no_leader``); a timeout is reported as such, since its outcome is unknown.
+A forwarded request (or one from a client that routes by itself) is answered at once instead:
+whoever sent it holds the deadline. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ async def route_produce(
                                leader_address=address)
             return await _forward_batches(ctx, address, tablet, body, acks, remaining)
         except (NoLeader, NotLeader, PeerUnreachable, ApiError) as exc:
-            if not _retriable(exc) or time.monotonic() + _ROUTE_RETRY_S >= deadline:
+            # A forwarded request answers at once: the node that forwarded it holds the
+            # deadline and re-routes when its own view changes.
+            if (not allow_forward or not _retriable(exc)
+                    or time.monotonic() + _ROUTE_RETRY_S >= deadline):
                 raise
-            await _wait_for_new_view(ctx, _ROUTE_RETRY_S)
+            await wait_for_new_view(ctx, _ROUTE_RETRY_S)
 
 
 def _retriable(exc: Exception) -> bool:
@@ -113,7 +117,8 @@ def _retriable(exc: Exception) -> bool:
     return True
 
 
-async def _wait_for_new_view(ctx: NodeContext, timeout_s: float) -> None:
+async def wait_for_new_view(ctx: NodeContext, timeout_s: float) -> None:
+    """Wait until the applied metadata changes, or ``timeout_s``."""
     index = ctx.view.applied_index
     try:
         await ctx.store.wait_for(lambda v: v.applied_index > index, timeout_s)

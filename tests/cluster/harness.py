@@ -4,11 +4,16 @@ Ports come from binding port 0; every node gets its own data directory and log f
 the style of etcd's test network: ``kill`` (SIGKILL), ``pause``/``resume`` (SIGSTOP/SIGCONT),
 ``stop`` (SIGTERM), ``start``, ``restart``; ``leader_of``, ``controller``; HTTP helpers. Every
 process is killed on exit. Not thread-safe: drive it from the test's thread.
+
+Fault verbs used by the fault-injection suite (``tests/faults``): ``crash_all`` (SIGKILL every
+node at once), ``stop_all`` (SIGTERM every node at once), ``corrupt`` (run a corruptor on a stopped
+node's tablet directory), and — for a cluster created with a :class:`tests.netns.NetnsLab`
+(``Cluster.create(..., lab=lab)``: each node in its own network namespace) — ``partition``/
+``heal``. ``crashed_nodes`` names nodes that exited without the test asking them to.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -26,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from tests.netns import NetnsLab
 from tests.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +108,7 @@ class NodeProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     paused: bool = False
+    down_on_purpose: bool = False  # killed or stopped by the test (not a crash)
 
     @property
     def url(self) -> str:
@@ -121,6 +128,8 @@ class Cluster:
     config_path: Path
     spawn_prefix: Callable[[str], Sequence[str]] = field(default=lambda _n: ())
     faults: list[str] = field(default_factory=list)
+    lab: NetnsLab | None = None
+    _client_cuts: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,9 +148,16 @@ class Cluster:
     def create(
         cls, base_dir: Path, size: int = 3, *, log_defaults: dict[str, Any] | None = None,
         tuning: dict[str, int] | None = None, hosts: Sequence[str] | None = None,
-        spawn_prefix: Callable[[str], Sequence[str]] | None = None,
+        spawn_prefix: Callable[[str], Sequence[str]] | None = None, lab: NetnsLab | None = None,
     ) -> Cluster:
-        """Write the config (free ports, one data dir per node) without starting anything."""
+        """Write the config (free ports, one data dir per node) without starting anything.
+
+        With ``lab`` (a created NetnsLab of at least ``size`` machines), node ``n<k>`` runs in
+        machine k's namespace at its address (``hosts`` and ``spawn_prefix`` are derived).
+        """
+        if lab is not None:
+            hosts = [lab.address(k) for k in range(1, size + 1)]
+            spawn_prefix = _netns_prefix(lab)
         hosts = list(hosts) if hosts else ["127.0.0.1"] * size
         ports = free_ports(2 * size)
         nodes: dict[str, NodeProcess] = {}
@@ -164,7 +180,7 @@ class Cluster:
         base_dir.mkdir(parents=True, exist_ok=True)
         config_path = base_dir / "cluster.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        return cls(base_dir, nodes, config_path, spawn_prefix or _no_prefix)
+        return cls(base_dir, nodes, config_path, spawn_prefix or _no_prefix, lab=lab)
 
     def start(self, node_id: str) -> None:
         node = self.nodes[node_id]
@@ -177,6 +193,7 @@ class Cluster:
                                      cwd=REPO_ROOT, env=env, start_new_session=True)
         log_file.close()
         node.paused = False
+        node.down_on_purpose = False
 
     def start_all(self) -> None:
         for node_id in self.nodes:
@@ -189,6 +206,7 @@ class Cluster:
             node.proc.kill()
             node.proc.wait(10)
         node.paused = False
+        node.down_on_purpose = True
         self.faults.append(f"kill {node_id}")
 
     def stop(self, node_id: str, timeout_s: float = 15.0) -> int | None:
@@ -198,6 +216,7 @@ class Cluster:
             return node.proc.returncode if node.proc else None
         if node.paused:
             self.resume(node_id)
+        node.down_on_purpose = True
         node.proc.send_signal(signal.SIGTERM)
         try:
             return node.proc.wait(timeout_s)
@@ -300,16 +319,14 @@ class Cluster:
 
     def read_all(self, log: str, tablet: int, *, node_id: str | None = None,
                  start: int = 0) -> list[dict[str, Any]]:
-        """Every committed record of a tablet from ``start`` (values decoded to str)."""
+        """Every committed record of a tablet from ``start``, as the JSON API gives them
+        (non-UTF-8 keys and values come as ``key_b64``/``value_b64``)."""
         records: list[dict[str, Any]] = []
         offset = start
         while True:
             reply = self.api(node_id, "GET", f"/v1/logs/{log}/tablets/{tablet}/records"
                              f"?offset={offset}&max_records=10000", timeout_s=10)
-            for record in reply["records"]:
-                if record.get("value_b64") is not None:
-                    record["value"] = base64.b64decode(record["value_b64"]).decode()
-                records.append(record)
+            records.extend(reply["records"])
             if reply["next_offset"] >= reply["high_watermark"] or not reply["records"]:
                 return records
             offset = reply["next_offset"]
@@ -327,9 +344,132 @@ class Cluster:
             for v in views
         )
 
+    # ------------------------------------------------------------------ faults (tests/faults)
+
+    def crashed_nodes(self) -> list[str]:
+        """Nodes whose process exited although the test did not kill or stop them."""
+        return [n.id for n in self.nodes.values()
+                if n.proc is not None and n.proc.poll() is not None and not n.down_on_purpose]
+
+    def crash_all(self) -> None:
+        """SIGKILL every running node at once (all signals first, then the waits)."""
+        live = [n for n in self.nodes.values() if n.running]
+        for node in live:
+            assert node.proc is not None
+            node.proc.kill()  # also kills a stopped (paused) process
+        for node in live:
+            assert node.proc is not None
+            node.proc.wait(10)
+            node.paused = False
+            node.down_on_purpose = True
+        self.faults.append("kill all")
+
+    def stop_all(self, timeout_s: float = 20.0) -> dict[str, int | None]:
+        """SIGTERM every running node at once and wait for them; returns the exit codes.
+
+        A node still running after ``timeout_s`` is killed, then AssertionError is raised.
+        """
+        live = [n for n in self.nodes.values() if n.running]
+        for node in live:
+            assert node.proc is not None
+            if node.paused:
+                self.resume(node.id)
+            node.down_on_purpose = True
+            node.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        codes: dict[str, int | None] = {}
+        stuck: list[str] = []
+        for node in live:
+            assert node.proc is not None
+            try:
+                codes[node.id] = node.proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(10)
+                stuck.append(node.id)
+        self.faults.append("stop all")
+        if stuck:
+            raise AssertionError(f"{stuck} did not stop within {timeout_s} s of SIGTERM")
+        return codes
+
+    def tablet_dir(self, node_id: str, log: str, tablet: int) -> Path:
+        """Where ``node_id`` keeps its replica of ``log``/``tablet`` (segments, checkpoints)."""
+        return self.nodes[node_id].data_dir / "tablets" / log / f"tablet-{tablet}"
+
+    def corrupt(self, node_id: str, log: str, tablet: int,
+                corruptor: Callable[[Path], str]) -> str:
+        """Run ``corruptor`` on a stopped node's tablet directory; returns what it did."""
+        node = self.nodes[node_id]
+        assert not node.running, f"stop {node_id} before corrupting its files"
+        what = corruptor(self.tablet_dir(node_id, log, tablet))
+        self.faults.append(f"corrupt {node_id} {log}/{tablet}: {what}")
+        return what
+
+    def machine_of(self, node_id: str) -> int:
+        """The NetnsLab machine number of ``node_id`` (``n<k>`` runs on machine k)."""
+        return list(self.nodes).index(node_id) + 1
+
+    def partition(self, node_id: str, *, from_client: bool = False) -> None:
+        """Cut ``node_id`` off from every other node (needs ``lab``); with ``from_client``,
+        from the test process too (blackhole routes to and from the bridge address)."""
+        lab = self._require_lab()
+        k = self.machine_of(node_id)
+        lab.partition(k)
+        if from_client:
+            _run_ip("-n", lab.namespace(k), "route", "add", "blackhole",
+                    f"{lab.bridge_address}/32")
+            try:
+                _run_ip("route", "add", "blackhole", f"{lab.address(k)}/32")
+            except AssertionError:
+                _run_ip("-n", lab.namespace(k), "route", "del", "blackhole",
+                        f"{lab.bridge_address}/32")
+                raise
+            self._client_cuts.add(node_id)
+        self.faults.append(f"partition {node_id}" + (" (and from the client)" if from_client
+                                                     else ""))
+
+    def heal(self) -> None:
+        """Undo every ``partition``."""
+        if self.lab is None:
+            return
+        for node_id in sorted(self._client_cuts):
+            k = self.machine_of(node_id)
+            _run_ip("-n", self.lab.namespace(k), "route", "del", "blackhole",
+                    f"{self.lab.bridge_address}/32")
+            _run_ip("route", "del", "blackhole", f"{self.lab.address(k)}/32")
+            self._client_cuts.discard(node_id)
+        self.lab.heal()
+
+    def _require_lab(self) -> NetnsLab:
+        if self.lab is None:
+            raise RuntimeError("partition needs a cluster created with lab=NetnsLab(...)")
+        return self.lab
+
+    def leaders(self, log: str, node_id: str | None = None) -> dict[int, str | None]:
+        """tablet → its leader (None: none), as ``node_id`` (default: any running node) sees it."""
+        return {int(t["tablet"]): (str(t["leader"]) if t["leader"] else None)
+                for t in self.describe(log, node_id)["tablets"]}
+
+    def in_sync(self, log: str, node_id: str | None = None) -> bool:
+        """Every tablet has a leader and every replica in its ISR (as ``node_id`` sees it)."""
+        tablets = self.describe(log, node_id)["tablets"]
+        return all(t["leader"] and set(t["isr"]) == set(t["replicas"]) for t in tablets)
+
 
 def _no_prefix(_node_id: str) -> Sequence[str]:
     return ()
+
+
+def _netns_prefix(lab: NetnsLab) -> Callable[[str], Sequence[str]]:
+    def prefix(node_id: str) -> Sequence[str]:
+        return ("ip", "netns", "exec", lab.namespace(int(node_id.removeprefix("n"))))
+    return prefix
+
+
+def _run_ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
 
 
 def wait_for_leader(cluster: Cluster, log: str, tablet: int, *, exclude: Sequence[str] = (),
