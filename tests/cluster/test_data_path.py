@@ -30,7 +30,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def test_round_trip_json(cluster: Cluster) -> None:
-    records = [{"key": f"user-{i % 5}", "value": f"event {i}"} for i in range(30)]
+    records: list[dict[str, Any]] = [{"key": f"user-{i % 5}", "value": f"event {i}"}
+                                     for i in range(30)]
     records.append({"value_b64": base64.b64encode(b"\xff\x00binary").decode(), "tablet": 1})
     offsets = cluster.produce("events", records, node_id="n2")
     assert len(offsets) == len(records)
@@ -112,9 +113,12 @@ def test_seek_by_timestamp(cluster: Cluster) -> None:
 def test_replica_digests_agree_when_quiet(cluster: Cluster) -> None:
     cluster.produce("events", [{"value": f"x{i}"} for i in range(50)])
     for tablet in range(3):
-        replicas = cluster.tablet("events", tablet)["replicas"]
-        wait_until(lambda t=tablet, r=replicas: cluster.digests_agree("events", t, r), 10,
-                   f"replicas of events/{tablet} agree")
+        replicas: list[str] = cluster.tablet("events", tablet)["replicas"]
+
+        def agree(t: int = tablet, r: list[str] = replicas) -> bool:
+            return cluster.digests_agree("events", t, r)
+
+        wait_until(agree, 10, f"replicas of events/{tablet} agree")
 
 
 @pytest.mark.parametrize(

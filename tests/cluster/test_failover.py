@@ -197,8 +197,11 @@ def test_whole_cluster_restarts_keep_logs_and_records(cluster: Cluster) -> None:
     for tablet in range(2):
         # A new leader's high watermark catches up once its followers fetched at its epoch.
         needed = max(o for t, o, _ in acked if t == tablet) + 1
-        wait_until(lambda t=tablet, n=needed: cluster.tablet("keep", t)["high_watermark"] >= n,
-                   15, f"keep/{tablet}'s high watermark passes every acknowledged write")
+
+        def caught_up(t: int = tablet, n: int = needed) -> bool:
+            return bool(cluster.tablet("keep", t)["high_watermark"] >= n)
+
+        wait_until(caught_up, 15, f"keep/{tablet}'s high watermark passes every acknowledged write")
         stored = {r["offset"]: r["value"] for r in cluster.read_all("keep", tablet)}
         for t, offset, value in acked:
             if t == tablet:
