@@ -104,9 +104,10 @@ async def create_log(request: web.Request) -> web.Response:
                           f"{len(ctx.view.nodes)} nodes of the cluster")
     forwarded = await _via_controller(ctx, request, body,
                                       lambda: ctx.controller.create_log(name, settings))
+    if forwarded is None or forwarded.status < 300:  # read your own writes
+        await _wait_until_visible(ctx, lambda: name in ctx.view.logs)
     if forwarded is not None:
         return forwarded
-    await _wait_until_visible(ctx, lambda: name in ctx.view.logs)
     return web.json_response(await describe(ctx, name), status=201)
 
 
@@ -117,10 +118,9 @@ async def delete_log(request: web.Request) -> web.Response:
         raise ApiError("not_found", f"no log named {name!r}")
     forwarded = await _via_controller(ctx, request, None,
                                       lambda: ctx.controller.delete_log(name))
-    if forwarded is not None:
-        return forwarded
-    await _wait_until_visible(ctx, lambda: name not in ctx.view.logs)
-    return web.Response(status=204)
+    if forwarded is None or forwarded.status < 300:
+        await _wait_until_visible(ctx, lambda: name not in ctx.view.logs)
+    return forwarded or web.Response(status=204)
 
 
 async def commit_offsets(request: web.Request) -> web.Response:

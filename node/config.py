@@ -134,8 +134,8 @@ class Tuning:
                 raise ConfigError(f"tuning.{f.name} must be positive")
         if self.raft_min_timeout_ms <= 3 * self.raft_append_entries_period_ms:
             raise ConfigError("tuning.raft_min_timeout_ms must exceed 3 x append entries period")
-        if self.raft_max_timeout_ms < self.raft_min_timeout_ms:
-            raise ConfigError("tuning.raft_max_timeout_ms must be ≥ raft_min_timeout_ms")
+        if self.raft_max_timeout_ms <= self.raft_min_timeout_ms:
+            raise ConfigError("tuning.raft_max_timeout_ms must exceed raft_min_timeout_ms")
         if self.raft_connection_timeout_ms < self.raft_max_timeout_ms:
             raise ConfigError("tuning.raft_connection_timeout_ms must be ≥ raft_max_timeout_ms")
         if self.session_timeout_ms <= 2 * self.heartbeat_interval_ms:

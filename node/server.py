@@ -35,10 +35,13 @@ from replication.metadata import MetadataStore
 from replication.model import ClusterView, TabletInfo
 from replication.peer_client import PeerClient
 from replication.replica_manager import ReplicaManager
+from storage.checkpoint import read_checkpoint, write_checkpoint
 from storage.files import FileCache, raise_nofile_limit
 from storage.manager import LogManager
 
 log = logging.getLogger(__name__)
+
+INCARNATION_FILE = "incarnation"
 
 
 class NodeServer:
@@ -48,7 +51,7 @@ class NodeServer:
         self.config = config
         self.spec = config.node(node_id)
         self.data_dir = data_dir
-        self.incarnation = time.time_ns()
+        self.incarnation = 0  # chosen in start(): see _next_incarnation
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -57,6 +60,7 @@ class NodeServer:
     async def start(self) -> None:
         raise_nofile_limit()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.incarnation = _next_incarnation(self.data_dir / INCARNATION_FILE)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
                                          enable_cleanup_closed=True)
         session = aiohttp.ClientSession(connector=connector)
@@ -152,6 +156,7 @@ class NodeServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if ctx is not None:
+            await ctx.controller.close()
             await ctx.replicas.close()
             ctx.store.close()
             await ctx.session.close()
@@ -175,6 +180,16 @@ class NodeServer:
                         await ctx.controller_client.elect_leader(address, *args)
         except (TimeoutError, ReplicationError) as exc:
             log.warning("controlled shutdown incomplete: %s", exc)
+
+
+def _next_incarnation(path: Path) -> int:
+    """A number larger than any earlier process of this node used, even if the clock went
+    back: the map ignores registrations from older incarnations."""
+    lines = read_checkpoint(path, INCARNATION_FILE)
+    last = int(lines[0]) if lines and lines[0].isdigit() else 0
+    incarnation = max(time.time_ns(), last + 1)
+    write_checkpoint(path, INCARNATION_FILE, [str(incarnation)])
+    return incarnation
 
 
 def _controller_address(view: ClusterView) -> str | None:
