@@ -1,0 +1,424 @@
+"""A Jepsen-style checker for a replicated log's history (pure: no I/O, no clock, no threads).
+
+The history of one run (:class:`History`) holds what the workload saw — every write attempt with
+its outcome, every answer of a polling reader — what the final read found once the faults were
+healed, each replica's own digest of every tablet, and the faults that were injected. The
+checker (:func:`check`) looks for the anomalies the product promise (DESIGN.md §7) rules out,
+after the Kafka checker of Jepsen (``jepsen/tests/kafka.clj``):
+
+* **lost** — an acknowledged (``acks=all``) record is not in the final read at the offset it was
+  acknowledged at (missing, or moved elsewhere);
+* **duplicated** — a value seen (by a reader or in the final read) at more than one offset;
+* **divergent offsets** — one (tablet, offset) seen or acknowledged with two different values;
+* **vanished** — a value a reader saw that is absent from the final state (a committed read that
+  was later lost; G1a-like);
+* **unexpected** — a value seen that no attempt ever wrote (corruption served, say);
+* **aborted** — a value seen whose write failed *definitely* (4xx, ``not_enough_replicas``,
+  ``no_leader``: the contract says nothing was written);
+* **torn** — an attempt (one batch, one tablet) present only in part in the final read;
+* **read anomalies** — a poll answer whose offsets do not start at the asked offset and run
+  contiguously, or a final read that is not contiguous from the start offset;
+* **replica divergence** — a tablet whose replicas disagree, among themselves or with the final
+  read, on start offset, high watermark or digest (the digest is recomputed here from the final
+  read with the product's formula, so no replica is trusted).
+
+Writes whose outcome is unknown (timeouts) may or may not be present; each of their values at
+most once (duplicates are counted like any other). Their presence is reported, not judged.
+Recovery time of a fault: from the moment it was injected to the first acknowledged write of
+an attempt started after it, on every tablet (the slowest tablet counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import struct
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Outcome = Literal["ok", "fail", "info"]
+"""``ok``: acknowledged; ``fail``: definitely not written; ``info``: unknown (indeterminate)."""
+
+Position = tuple[int, int]
+"""(tablet, offset)."""
+
+EXAMPLES = 5
+"""How many examples of each anomaly a report keeps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One produce request: its values all go to one tablet, in one batch."""
+
+    id: str
+    tablet: int
+    values: tuple[str, ...]
+    outcome: Outcome
+    acked: tuple[Position, ...] = ()  # one per value when ``ok``
+    started: float = 0.0  # monotonic seconds
+    finished: float = 0.0
+    node: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One poll answer of a reader: the records from ``asked`` onwards, as (offset, value)."""
+
+    reader: str
+    tablet: int
+    asked: int
+    records: tuple[tuple[int, str], ...]
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRecord:
+    offset: int
+    value: str
+    timestamp: int = 0
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """A replica's own view of a tablet (the digest endpoint), or why it could not be had."""
+
+    node: str
+    start_offset: int = 0
+    end_offset: int = 0
+    high_watermark: int = 0
+    digest: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One injected fault: ``started`` when it hit, ``healed`` when it was undone."""
+
+    kind: str
+    target: str
+    started: float
+    healed: float
+    detail: str = ""
+
+
+@dataclass
+class History:
+    attempts: list[Attempt] = field(default_factory=list)
+    reads: list[Read] = field(default_factory=list)
+    #: tablet → its records as the final read found them (start offset first).
+    final: dict[int, list[FinalRecord]] = field(default_factory=dict)
+    #: tablet → the start offset the final read reported.
+    final_start: dict[int, int] = field(default_factory=dict)
+    #: tablet → why the final read failed (that tablet then counts as unreadable).
+    final_errors: dict[int, str] = field(default_factory=dict)
+    #: tablet → every replica's own view (None: not collected, the check is skipped).
+    replicas: dict[int, list[ReplicaState]] | None = None
+    faults: list[Fault] = field(default_factory=list)
+
+
+_DIGEST_FIELDS = struct.Struct(">qq")
+_LENGTH = struct.Struct(">i")
+
+
+def digest_of(records: Iterable[FinalRecord]) -> str:
+    """The replica digest of API.md for these records (the formula of ``node/consume.py``)."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(_DIGEST_FIELDS.pack(record.offset, record.timestamp))
+        for part in (record.key, record.value):
+            raw = None if part is None else part.encode()
+            digest.update(_LENGTH.pack(-1 if raw is None else len(raw)))
+            if raw is not None:
+                digest.update(raw)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    fault: Fault
+    seconds: float | None  # None: some tablet never took an acknowledged write after it
+
+
+@dataclass
+class Report:
+    """What the checker found; ``ok`` when no anomaly was found."""
+
+    ops: int = 0
+    acked: int = 0  # acknowledged records
+    acked_attempts: int = 0
+    failed_attempts: int = 0
+    indeterminate_attempts: int = 0
+    reads: int = 0  # poll answers
+    records_read: int = 0
+    final_records: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    divergent_offsets: int = 0
+    vanished: int = 0
+    unexpected: int = 0
+    aborted: int = 0
+    torn: int = 0
+    read_anomalies: int = 0
+    replica_divergence: int = 0  # tablets
+    unreadable_tablets: int = 0
+    indeterminate_present: int = 0
+    indeterminate_absent: int = 0
+    recoveries: list[Recovery] = field(default_factory=list)
+    #: "fail"/"info" → error code (status and code of the answer) → attempts.
+    errors: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    ANOMALIES = ("lost", "duplicated", "divergent_offsets", "vanished", "unexpected", "aborted",
+                 "torn", "read_anomalies", "replica_divergence", "unreadable_tablets")
+
+    @property
+    def ok(self) -> bool:
+        return all(getattr(self, name) == 0 for name in self.ANOMALIES)
+
+    @property
+    def faults(self) -> int:
+        return len(self.recoveries)
+
+    def anomalies(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.ANOMALIES if getattr(self, name)}
+
+    def note(self, kind: str, example: str) -> None:
+        if len(self.examples[kind]) < EXAMPLES:
+            self.examples[kind].append(example)
+
+    def table(self, title: str = "fault-injection run") -> str:
+        """The result as text: a summary table, a table per fault kind, the anomaly examples."""
+        rows: list[tuple[str, str]] = [
+            ("ops (write attempts)", str(self.ops)),
+            ("acked records (attempts)", f"{self.acked} ({self.acked_attempts})"),
+            ("failed attempts (nothing written)", str(self.failed_attempts)),
+            ("indeterminate attempts", str(self.indeterminate_attempts)),
+            ("  present / absent", f"{self.indeterminate_present} / {self.indeterminate_absent}"),
+            ("poll answers (records read)", f"{self.reads} ({self.records_read})"),
+            ("final records", str(self.final_records)),
+            ("faults injected", str(self.faults)),
+        ]
+        rows += [(name.replace("_", " "), str(getattr(self, name))) for name in self.ANOMALIES]
+        rows.append(("verdict", "OK" if self.ok else "ANOMALIES FOUND"))
+        width = max(len(k) for k, _ in rows)
+        lines = [f"== {title} ==", *(f"  {k.ljust(width)}  {v}" for k, v in rows)]
+        for outcome, label in (("fail", "failed by"), ("info", "indeterminate by")):
+            if self.errors.get(outcome):
+                shown = ", ".join(f"{k} ×{n}" for k, n in self.errors[outcome].most_common(8))
+                lines.append(f"  {label}: {shown}")
+        if self.recoveries:
+            lines.append(self._fault_table())
+        for kind, examples in self.examples.items():
+            lines.append(f"  {kind}:")
+            lines.extend(f"    - {e}" for e in examples)
+        return "\n".join(lines)
+
+    def _fault_table(self) -> str:
+        by_kind: dict[str, list[Recovery]] = defaultdict(list)
+        for recovery in self.recoveries:
+            by_kind[recovery.fault.kind].append(recovery)
+        header = ("fault", "count", "held s (med)", "recovery s min", "median", "max",
+                  "unrecovered")
+        body: list[tuple[str, ...]] = []
+        for kind in sorted(by_kind):
+            recs = by_kind[kind]
+            held = statistics.median(r.fault.healed - r.fault.started for r in recs)
+            secs = sorted(r.seconds for r in recs if r.seconds is not None)
+            stats = (f"{secs[0]:.2f}", f"{statistics.median(secs):.2f}", f"{secs[-1]:.2f}") \
+                if secs else ("-", "-", "-")
+            body.append((kind, str(len(recs)), f"{held:.2f}", *stats,
+                         str(sum(r.seconds is None for r in recs))))
+        widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+        fmt = "  | " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
+        rule = "  |" + "|".join("-" * (w + 2) for w in widths) + "|"
+        return "\n".join([fmt.format(*header), rule, *(fmt.format(*row) for row in body)])
+
+
+def check(history: History) -> Report:
+    """Every anomaly of the module docstring, counted, with a few examples each."""
+    report = Report()
+    by_value: dict[str, Attempt] = {}
+    for attempt in history.attempts:
+        for value in attempt.values:
+            by_value[value] = attempt
+    _count_attempts(report, history.attempts)
+
+    # Where each value was seen, and what each position was seen holding.
+    seen_at: dict[str, set[Position]] = defaultdict(set)
+    held: dict[Position, set[str]] = defaultdict(set)
+    final_at: dict[Position, str] = {}
+    final_positions: dict[str, list[Position]] = defaultdict(list)
+    for tablet, records in history.final.items():
+        for record in records:
+            pos = (tablet, record.offset)
+            final_at[pos] = record.value
+            final_positions[record.value].append(pos)
+            seen_at[record.value].add(pos)
+            held[pos].add(record.value)
+    read_values: set[str] = set()
+    for read in history.reads:
+        report.reads += 1
+        report.records_read += len(read.records)
+        for offset, value in read.records:
+            pos = (read.tablet, offset)
+            seen_at[value].add(pos)
+            held[pos].add(value)
+            read_values.add(value)
+    for attempt in history.attempts:
+        if attempt.outcome == "ok":
+            for value, pos in zip(attempt.values, attempt.acked, strict=True):
+                held[pos].add(value)
+    report.final_records = len(final_at)
+
+    readable = {t for t in history.final if t not in history.final_errors}
+    report.unreadable_tablets = len(history.final_errors)
+    for tablet, error in sorted(history.final_errors.items()):
+        report.note("unreadable_tablets", f"tablet {tablet}: {error}")
+
+    _check_lost(report, history.attempts, final_at, final_positions, readable)
+    for value, positions in seen_at.items():
+        if len(positions) > 1:
+            report.duplicated += 1
+            report.note("duplicated", f"{value!r} at {sorted(positions)}")
+    for pos, values in sorted(held.items()):
+        if len(values) > 1:
+            report.divergent_offsets += 1
+            report.note("divergent_offsets", f"{pos}: {sorted(values)}")
+    for value in sorted(read_values):
+        tablet = next(iter(seen_at[value]))[0]
+        if value not in final_positions and tablet in readable:
+            report.vanished += 1
+            report.note("vanished", f"{value!r} read at {sorted(seen_at[value])}, not in final")
+    for value in sorted(seen_at):
+        writer = by_value.get(value)
+        if writer is None:
+            report.unexpected += 1
+            report.note("unexpected", f"{value!r} at {sorted(seen_at[value])}")
+        elif writer.outcome == "fail":
+            report.aborted += 1
+            report.note("aborted", f"{value!r} at {sorted(seen_at[value])} (attempt "
+                        f"{writer.id} failed: {writer.error})")
+    _check_attempts_in_final(report, history.attempts, final_positions, readable)
+    _check_reads(report, history)
+    _check_replicas(report, history)
+    report.recoveries = recoveries(history.faults, history.attempts)
+    return report
+
+
+def _count_attempts(report: Report, attempts: Sequence[Attempt]) -> None:
+    report.ops = len(attempts)
+    for attempt in attempts:
+        if attempt.outcome == "ok":
+            report.acked_attempts += 1
+            report.acked += len(attempt.values)
+        elif attempt.outcome == "fail":
+            report.failed_attempts += 1
+        else:
+            report.indeterminate_attempts += 1
+        if attempt.outcome != "ok":
+            report.errors[attempt.outcome][" ".join(attempt.error.split()[:2])] += 1
+
+
+def _check_lost(report: Report, attempts: Sequence[Attempt], final_at: dict[Position, str],
+                final_positions: dict[str, list[Position]], readable: set[int]) -> None:
+    for attempt in attempts:
+        if attempt.outcome != "ok":
+            continue
+        for value, pos in zip(attempt.values, attempt.acked, strict=True):
+            if pos[0] not in readable or final_at.get(pos) == value:
+                continue
+            report.lost += 1
+            elsewhere = final_positions.get(value)
+            where = f"found at {elsewhere}" if elsewhere else "absent"
+            report.note("lost", f"{value!r} acked at {pos}: final holds "
+                        f"{final_at.get(pos)!r} there; {where} (attempt {attempt.id}, "
+                        f"acked at t={attempt.finished:.2f})")
+
+
+def _check_attempts_in_final(report: Report, attempts: Sequence[Attempt],
+                             final_positions: dict[str, list[Position]],
+                             readable: set[int]) -> None:
+    for attempt in attempts:
+        if attempt.tablet not in readable:
+            continue
+        present = sum(1 for v in attempt.values if v in final_positions)
+        if 0 < present < len(attempt.values):
+            report.torn += 1
+            report.note("torn", f"attempt {attempt.id} ({attempt.outcome}): {present} of "
+                        f"{len(attempt.values)} values in the final read")
+        if attempt.outcome == "info":
+            if present:
+                report.indeterminate_present += 1
+            else:
+                report.indeterminate_absent += 1
+
+
+def _check_reads(report: Report, history: History) -> None:
+    for read in history.reads:
+        offsets = [offset for offset, _ in read.records]
+        expected = list(range(read.asked, read.asked + len(offsets)))
+        if offsets != expected:
+            report.read_anomalies += 1
+            report.note("read_anomalies", f"{read.reader} asked tablet {read.tablet} from "
+                        f"{read.asked}, got offsets {_span(offsets)} at t={read.at:.2f}")
+    for tablet, records in sorted(history.final.items()):
+        start = history.final_start.get(tablet, records[0].offset if records else 0)
+        offsets = [r.offset for r in records]
+        if offsets != list(range(start, start + len(offsets))):
+            report.read_anomalies += 1
+            report.note("read_anomalies", f"final read of tablet {tablet} from {start}: "
+                        f"offsets {_span(offsets)} are not contiguous")
+
+
+def _check_replicas(report: Report, history: History) -> None:
+    if history.replicas is None:
+        return
+    for tablet, states in sorted(history.replicas.items()):
+        if tablet in history.final_errors:
+            continue
+        records = history.final.get(tablet, [])
+        start = history.final_start.get(tablet, records[0].offset if records else 0)
+        expected = (start, start + len(records), digest_of(records))
+        wrong = [s for s in states
+                 if s.error or (s.start_offset, s.high_watermark, s.digest) != expected]
+        if wrong:
+            report.replica_divergence += 1
+            shown = ", ".join(
+                f"{s.node}: {s.error}" if s.error else
+                f"{s.node}: start {s.start_offset} hw {s.high_watermark} end {s.end_offset} "
+                f"digest {s.digest[:12]}" for s in states)
+            report.note("replica_divergence", f"tablet {tablet}: final read has start "
+                        f"{expected[0]} hw {expected[1]} digest {expected[2][:12]}; {shown}")
+
+
+def recoveries(faults: Sequence[Fault], attempts: Sequence[Attempt]) -> list[Recovery]:
+    """Per fault: time from injection to an acknowledged write on every tablet after it."""
+    tablets = sorted({a.tablet for a in attempts})
+    acks: dict[int, list[Attempt]] = {t: [] for t in tablets}
+    for attempt in attempts:
+        if attempt.outcome == "ok":
+            acks[attempt.tablet].append(attempt)
+    for tablet_acks in acks.values():
+        tablet_acks.sort(key=lambda a: a.started)
+    out: list[Recovery] = []
+    for fault in faults:
+        slowest: float | None = 0.0
+        for tablet in tablets:
+            after = [a.finished for a in acks[tablet] if a.started >= fault.started]
+            if not after:
+                slowest = None
+                break
+            assert slowest is not None
+            slowest = max(slowest, min(after) - fault.started)
+        out.append(Recovery(fault, slowest if tablets else None))
+    return out
+
+
+def _span(offsets: Sequence[int]) -> str:
+    if len(offsets) <= 6:
+        return str(list(offsets))
+    return f"[{offsets[0]}, {offsets[1]}, {offsets[2]}, …, {offsets[-1]}] ({len(offsets)})"

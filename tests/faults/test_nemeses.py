@@ -1,0 +1,71 @@
+"""Each nemesis, bounded, against a real 3-node cluster under the workload: no anomaly allowed.
+
+One test per nemesis (two faults each), each on a fresh cluster with FAST_TUNING timers; the
+whole file takes about three minutes on a 2-core machine. Every test prints the checker's table;
+a failing one also prints what the nemeses did and the tail of every node's log. Replay a run
+with ``TABLETLOG_FAULT_SEED=<seed>`` (timing still varies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.harness import Cluster
+from tests.faults.nemesis import (
+    CorruptFollower,
+    KillAll,
+    KillLeader,
+    Nemesis,
+    PartitionLeader,
+    PauseLeader,
+    RestartAll,
+)
+from tests.faults.runner import Outcome, RunConfig, fault_cluster, run
+from tests.netns import netns_available
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+FAULTS_PER_TEST = 2
+
+needs_netns = [
+    pytest.mark.netns,
+    pytest.mark.skipif(not netns_available(), reason="needs root and working `ip netns`"),
+]
+
+
+def verdict(outcome: Outcome, cluster: Cluster, title: str,
+            capsys: pytest.CaptureFixture[str]) -> None:
+    """Print the table (past pytest's capture); save the history beside the node logs; fail
+    with the table, the nemeses' notes and the node logs."""
+    table = outcome.table(title)
+    saved = outcome.save(cluster.base_dir / "history.json")
+    with capsys.disabled():
+        print(f"\n{table}\n  history and node logs: {saved.parent}")
+    if not outcome.ok:
+        notes = "\n".join(outcome.notes)
+        pytest.fail(f"{table}\n--- nemeses ---\n{notes}\n--- node logs ---\n"
+                    f"{cluster.logs_tail(80)}", pytrace=False)
+
+
+@pytest.mark.parametrize(
+    ("nemeses", "netns"),
+    [
+        pytest.param([KillLeader()], False, id="kill-leader"),
+        pytest.param([PauseLeader()], False, id="pause-leader"),
+        pytest.param([PartitionLeader()], True, id="partition-leader", marks=needs_netns),
+        pytest.param([KillAll()], False, id="kill-all"),
+        pytest.param([CorruptFollower(("bitflip",))], False, id="corrupt-follower-bitflip"),
+        pytest.param([CorruptFollower(("truncate",))], False, id="corrupt-follower-truncate"),
+        pytest.param([RestartAll()], False, id="restart-all"),
+    ],
+)
+def test_nemesis_loses_nothing(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str],
+                               nemeses: Sequence[Nemesis], netns: bool) -> None:
+    title = "+".join(n.name for n in nemeses)
+    with fault_cluster(tmp_path, netns=netns) as cluster:
+        outcome = run(cluster, RunConfig(nemeses, FAULTS_PER_TEST, seed))
+        assert outcome.report.faults == FAULTS_PER_TEST or outcome.error
+        verdict(outcome, cluster, title, capsys)

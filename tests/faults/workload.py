@@ -1,0 +1,366 @@
+"""The workload of a fault-injection run: concurrent acks=all writers and polling readers.
+
+Writers (threads) each own one tablet and send produce requests of 1..``batch_max`` records with
+values unique across the run (``<attempt id>-<i>``), through a node chosen at random (any node
+forwards to the tablet leader). Half the writers name the tablet explicitly; the others rely on
+key routing, with keys chosen to hash to their tablet. Every attempt is recorded with its outcome:
+
+* ``ok`` — 200, with the (tablet, offset) of each record;
+* ``fail`` — definitely not written: a 4xx, a 503 ``not_enough_replicas`` or ``no_leader``
+  (API.md), or a refused connection (nothing was sent);
+* ``info`` — unknown: a 503 ``timeout`` (or any other 5xx), a client-side timeout, a reset.
+
+After a failure a writer backs off briefly and writes new values under a new attempt id (values
+are never resent, so the checker can tell every attempt apart).
+
+Readers (threads, one per tablet) long-poll the JSON consume endpoint from their next offset,
+through a random node, and record every answer with the time it was seen.
+
+Standard library HTTP only (urllib): nothing here depends on the product's client.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from replication.partitioning import tablet_for_key
+from tests.faults.checker import Attempt, FinalRecord, Outcome, Read, ReplicaState
+from tests.waiting import wait_until
+
+DEFINITE_FAILURES = {"not_enough_replicas", "no_leader"}
+
+
+class RunClock:
+    """Seconds since the run started (monotonic), shared by the workload and the nemeses."""
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        return time.monotonic() - self._t0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int  # 0: no HTTP answer
+    body: Any
+    refused: bool = False  # no answer because the connection was refused: nothing was sent
+    error: str = ""
+
+
+def call(method: str, url: str, body: object | None = None, timeout_s: float = 10.0) -> Answer:
+    """One HTTP request; never raises for network trouble (status 0 instead)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return Answer(response.status, _decode(response.read()))
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, _decode(exc.read()))
+    except urllib.error.URLError as exc:
+        refused = isinstance(exc.reason, ConnectionRefusedError)
+        return Answer(0, None, refused=refused, error=repr(exc.reason))
+    except (OSError, ValueError) as exc:  # timeouts, resets, a truncated answer
+        return Answer(0, None, error=repr(exc))
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def error_code(answer: Answer) -> str:
+    if isinstance(answer.body, dict):
+        return str(answer.body.get("error"))
+    return answer.error or f"HTTP {answer.status}"
+
+
+def classify(answer: Answer) -> Outcome:
+    """The outcome of a produce answer, per API.md's contract."""
+    if answer.status == 200:
+        return "ok"
+    if answer.status == 0:
+        return "fail" if answer.refused else "info"
+    if 400 <= answer.status < 500:
+        return "fail"
+    if answer.status == 503 and error_code(answer) in DEFINITE_FAILURES:
+        return "fail"
+    return "info"
+
+
+def keys_for(tablet: int, tablets: int, count: int, prefix: str) -> list[str]:
+    """``count`` keys that route to ``tablet`` (crc32c(key) % tablets)."""
+    keys: list[str] = []
+    n = 0
+    while len(keys) < count:
+        key = f"{prefix}{n}"
+        if tablet_for_key(key.encode(), tablets) == tablet:
+            keys.append(key)
+        n += 1
+    return keys
+
+
+@dataclass
+class WorkloadConfig:
+    writers_per_tablet: int = 2
+    batch_max: int = 4
+    pace_s: float = 0.01  # pause after each acknowledged write (keeps the 2-core box usable)
+    backoff_s: float = 0.1  # pause after a failed or unknown attempt
+    server_timeout_ms: int = 5000  # the produce's timeout_ms
+    client_timeout_s: float = 10.0  # socket timeout of a produce
+    poll_wait_ms: int = 500
+    poll_max_records: int = 500
+
+
+class Workload:
+    """Writers and readers against one log; ``attempts`` and ``reads`` are the history."""
+
+    def __init__(self, urls: Mapping[str, str], log: str, tablets: int, *, seed: int,
+                 clock: RunClock, config: WorkloadConfig | None = None) -> None:
+        self.urls = dict(urls)
+        self.log = log
+        self.tablets = tablets
+        self.seed = seed
+        self.clock = clock
+        self.config = config or WorkloadConfig()
+        self.attempts: list[Attempt] = []
+        self.reads: list[Read] = []
+        self.read_errors: Counter[str] = Counter()
+        self.reader_offsets: dict[int, int] = dict.fromkeys(range(tablets), 0)
+        self._stop_writers = threading.Event()
+        self._stop_readers = threading.Event()
+        self._writers: list[threading.Thread] = []
+        self._readers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.crashed: list[str] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        writer = 0
+        for tablet in range(self.tablets):
+            for _ in range(self.config.writers_per_tablet):
+                explicit = writer % 2 == 0
+                self._writers.append(self._thread(f"writer-{writer}", self._write_loop,
+                                                  writer, tablet, explicit))
+                writer += 1
+            self._readers.append(self._thread(f"reader-{tablet}", self._read_loop, tablet))
+        for thread in (*self._writers, *self._readers):
+            thread.start()
+
+    def _thread(self, name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # a bug in the workload itself: surface it
+                with self._lock:
+                    self.crashed.append(f"{name}: {exc!r}")
+                raise
+        return threading.Thread(target=run, name=name, daemon=True)
+
+    def stop_writers(self) -> None:
+        """Stop writing; waits for in-flight attempts (at most one client timeout)."""
+        self._stop_writers.set()
+        for thread in self._writers:
+            thread.join(self.config.client_timeout_s + 5)
+        assert not any(t.is_alive() for t in self._writers), "a writer did not stop"
+
+    def finish_readers(self, targets: Mapping[int, int], timeout_s: float = 30.0) -> bool:
+        """Let readers catch up to ``targets`` (tablet → offset), then stop them.
+
+        Returns whether they all got there in time.
+        """
+        try:
+            wait_until(lambda: all(self.reader_offsets[t] >= o for t, o in targets.items()),
+                       timeout_s, "readers caught up with the final high watermarks")
+            caught_up = True
+        except AssertionError:
+            caught_up = False
+        self._stop_readers.set()
+        for thread in self._readers:
+            thread.join(self.config.poll_wait_ms / 1000 + 10)
+        return caught_up
+
+    def stop(self) -> None:
+        """Stop everything at once (cleanup after a failure)."""
+        self._stop_writers.set()
+        self._stop_readers.set()
+        for thread in (*self._writers, *self._readers):
+            thread.join(self.config.client_timeout_s + 5)
+
+    def acked_count(self) -> int:
+        return sum(1 for a in self.attempts if a.outcome == "ok")
+
+    def acked_since(self, t: float) -> dict[int, int]:
+        """Per tablet, attempts acknowledged that started at or after run time ``t``."""
+        counts = dict.fromkeys(range(self.tablets), 0)
+        for attempt in list(self.attempts):
+            if attempt.outcome == "ok" and attempt.started >= t:
+                counts[attempt.tablet] += 1
+        return counts
+
+    # ------------------------------------------------------------------ writers
+
+    def _write_loop(self, writer: int, tablet: int, explicit: bool) -> None:
+        rng = random.Random(self.seed * 1000 + writer)
+        keys = keys_for(tablet, self.tablets, 8, f"w{writer}k")
+        nodes = sorted(self.urls)
+        cfg = self.config
+        n = 0
+        while not self._stop_writers.is_set():
+            attempt_id = f"w{writer}-{n}"
+            n += 1
+            values = tuple(f"{attempt_id}-{i}" for i in range(rng.randint(1, cfg.batch_max)))
+            key = rng.choice(keys)
+            records: list[dict[str, Any]] = [{"key": key, "value": v} for v in values]
+            if explicit:
+                for record in records:
+                    record["tablet"] = tablet
+            node = rng.choice(nodes)
+            url = (f"{self.urls[node]}/v1/logs/{self.log}/records"
+                   f"?timeout_ms={cfg.server_timeout_ms}")
+            started = self.clock()
+            answer = call("POST", url, {"records": records, "acks": "all"},
+                          timeout_s=cfg.client_timeout_s)
+            finished = self.clock()
+            outcome = classify(answer)
+            acked: tuple[tuple[int, int], ...] = ()
+            error = ""
+            if outcome == "ok":
+                acked = tuple((int(p["tablet"]), int(p["offset"]))
+                              for p in answer.body["offsets"])
+            else:
+                message = answer.body.get("message", "") if isinstance(answer.body, dict) else ""
+                error = f"{answer.status} {error_code(answer)} {message}".strip()
+            with self._lock:
+                self.attempts.append(Attempt(attempt_id, tablet, values, outcome, acked,
+                                             started, finished, node, error))
+            time.sleep(cfg.pace_s if outcome == "ok" else cfg.backoff_s)
+
+    # ------------------------------------------------------------------ readers
+
+    def _read_loop(self, tablet: int) -> None:
+        rng = random.Random(self.seed * 1000 + 500 + tablet)
+        nodes = sorted(self.urls)
+        cfg = self.config
+        reader = f"reader-{tablet}"
+        while not self._stop_readers.is_set():
+            offset = self.reader_offsets[tablet]
+            node = rng.choice(nodes)
+            url = (f"{self.urls[node]}/v1/logs/{self.log}/tablets/{tablet}/records?offset="
+                   f"{offset}&wait_ms={cfg.poll_wait_ms}&max_records={cfg.poll_max_records}")
+            answer = call("GET", url, timeout_s=cfg.poll_wait_ms / 1000 + 4)
+            at = self.clock()
+            if answer.status != 200 or not isinstance(answer.body, dict):
+                with self._lock:
+                    self.read_errors[error_code(answer)] += 1
+                time.sleep(0.1)
+                continue
+            records = tuple((int(r["offset"]), record_value(r)) for r in answer.body["records"])
+            with self._lock:
+                self.reads.append(Read(reader, tablet, offset, records, at))
+            if records:
+                self.reader_offsets[tablet] = records[-1][0] + 1
+
+
+def record_value(record: Mapping[str, Any]) -> str:
+    """A consumed record's value; a value that is not UTF-8 (never written by us) is marked."""
+    if record.get("value") is None and record.get("value_b64") is not None:
+        return f"b64:{record['value_b64']}"
+    return str(record.get("value"))
+
+
+# ---------------------------------------------------------------------- final state
+
+
+@dataclass
+class FinalRead:
+    records: dict[int, list[FinalRecord]]
+    start: dict[int, int]
+    high_watermark: dict[int, int]
+    errors: dict[int, str]
+
+
+def final_read(urls: Mapping[str, str], log: str, tablets: int,
+               timeout_s: float = 60.0) -> FinalRead:
+    """Every committed record of every tablet, from its start offset, through any node."""
+    out = FinalRead({}, {}, {}, {})
+    for tablet in range(tablets):
+        try:
+            start, hw, records = _read_tablet(urls, log, tablet, timeout_s)
+        except AssertionError as exc:
+            out.errors[tablet] = str(exc)
+            out.records[tablet] = []
+            continue
+        out.records[tablet] = records
+        out.start[tablet] = start
+        out.high_watermark[tablet] = hw
+    return out
+
+
+def _read_tablet(urls: Mapping[str, str], log: str, tablet: int,
+                 timeout_s: float) -> tuple[int, int, list[FinalRecord]]:
+    nodes = sorted(urls)
+    records: list[FinalRecord] = []
+    offset = 0
+    start: int | None = None
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    attempt = 0
+    while True:
+        node = nodes[attempt % len(nodes)]
+        url = (f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/records?offset={offset}"
+               f"&max_records=5000")
+        answer = call("GET", url, timeout_s=10)
+        body = answer.body
+        if answer.status == 400 and isinstance(body, dict) \
+                and body.get("error") == "offset_out_of_range" and start is None:
+            offset = int(body["start_offset"])  # the log starts later (retention)
+            start = offset
+            continue
+        if answer.status != 200 or not isinstance(body, dict):
+            last = f"{node}: {answer.status} {error_code(answer)} {body!r}"
+            attempt += 1
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tablet {tablet} unreadable at offset {offset}: {last}")
+            time.sleep(0.2)
+            continue
+        if start is None:
+            start = int(body["start_offset"])
+        for r in body["records"]:
+            records.append(FinalRecord(int(r["offset"]), record_value(r), int(r["timestamp"]),
+                                       r.get("key")))
+        next_offset = int(body["next_offset"])
+        hw = int(body["high_watermark"])
+        if next_offset >= hw or not body["records"]:
+            return start, hw, records
+        offset = next_offset
+
+
+def replica_states(urls: Mapping[str, str], log: str, tablet: int,
+                   replicas: Sequence[str]) -> list[ReplicaState]:
+    """Each replica's own view of the tablet, asked of that replica's node."""
+    states: list[ReplicaState] = []
+    for node in replicas:
+        answer = call("GET", f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/replicas/{node}",
+                      timeout_s=10)
+        body = answer.body
+        if answer.status != 200 or not isinstance(body, dict):
+            states.append(ReplicaState(node, error=f"{answer.status} {error_code(answer)}"))
+            continue
+        states.append(ReplicaState(node, int(body["start_offset"]), int(body["end_offset"]),
+                                   int(body["high_watermark"]), str(body["digest"])))
+    return states
