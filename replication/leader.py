@@ -166,6 +166,16 @@ class TabletLeader:
             return
         now = self._clock()
         leader_end = self.log.end_offset
+        if (progress.end_offset is not None and fetch_offset < progress.end_offset
+                and fetch_offset < self.log.high_watermark):
+            # The follower lost committed records (it truncated corrupt data, or restarted
+            # without them): it must leave the ISR now, not after the lag timeout, so that it
+            # cannot be elected before it has them again.
+            progress.last_caught_up_s = float("-inf")
+            progress.leader_end_at_last_fetch = leader_end
+            progress.end_offset = fetch_offset
+            progress.last_fetch_s = now
+            return
         if fetch_offset >= leader_end:
             progress.last_caught_up_s = now
         elif fetch_offset >= progress.leader_end_at_last_fetch and progress.last_fetch_s:
