@@ -10,7 +10,6 @@ import pytest
 
 from replication.follower import FollowedTablet, LeaderFetcher
 from replication.model import TabletId
-from replication.peer_client import PeerClient
 from replication.protocol import FetchRequest, TabletFetchResult
 from storage.batch import build_batch, iter_records
 from storage.config import LogConfig
