@@ -28,12 +28,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from client.accumulator import (
+    Batch,
+    Data,
+    PendingRecord,
+    TabletQueue,
+    new_producer_id,
+    record_size,
+    to_bytes,
+)
 from client.errors import (
     ClientError,
     DeliveryTimeout,
@@ -47,30 +55,13 @@ from client.metadata import log_path
 from client.models import RecordMetadata
 from client.transport import BATCH_CONTENT_TYPE, NO_FORWARD_HEADER
 from replication.partitioning import tablet_for_key
-from storage.batch import HEADER_SIZE, MAX_BATCH_BYTES, NO_PRODUCER_ID, NO_SEQUENCE, build_batch
+from storage.batch import HEADER_SIZE, MAX_BATCH_BYTES, NO_PRODUCER_ID
 
 if TYPE_CHECKING:
     from client.async_client import AsyncClient
 
 Acks = Literal["all", "1", "0"]
-Data = bytes | bytearray | memoryview | str
-
-_SEQUENCE_MAX = 2**31 - 1
-_RECORD_OVERHEAD_BYTES = 16  # varints and attributes of one record, a generous estimate
-
-
-def new_producer_id() -> int:
-    """A random positive 62-bit producer id (collisions between producers are negligible)."""
-    return secrets.randbits(62) or 1
-
-
-def to_bytes(data: Data | None) -> bytes | None:
-    """Keys and values travel as bytes; ``str`` is encoded as UTF-8."""
-    if data is None:
-        return None
-    if isinstance(data, str):
-        return data.encode()
-    return bytes(data)
+__all__ = ["Acks", "Data", "Producer", "ProducerStats", "new_producer_id"]
 
 
 @dataclass(slots=True)
@@ -84,39 +75,6 @@ class ProducerStats:
     failed_batches: int = 0
     duplicates: int = 0
     batch_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
-
-
-@dataclass(slots=True)
-class _Pending:
-    key: bytes | None
-    value: bytes | None
-    future: asyncio.Future[RecordMetadata]
-    size: int
-    enqueued_at: float
-
-
-@dataclass(slots=True)
-class _Batch:
-    tablet: int
-    records: list[_Pending]
-    payload: bytes
-    size: int
-    first_enqueued_at: float
-
-
-@dataclass(slots=True)
-class _TabletState:
-    """Queue and sequence state of one tablet; touched only by ``send`` and its sender task."""
-
-    tablet: int
-    producer_id: int
-    next_sequence: int = 0
-    queue: deque[_Pending] = field(default_factory=deque)
-    queued_bytes: int = 0
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    in_flight: _Batch | None = None  # set from the moment a batch leaves the queue until settled
-    stale_leader: bool = False
 
 
 class Producer:
@@ -157,7 +115,7 @@ class Producer:
         self._backoff_max_s = retry_backoff_max_ms / 1000
         self._max_buffer_bytes = max_buffer_bytes
         self._producer_id = new_producer_id() if idempotent else NO_PRODUCER_ID
-        self._tablets: dict[int, _TabletState] = {}
+        self._tablets: dict[int, TabletQueue] = {}
         self._round_robin = random.randrange(1 << 16)
         self._buffered_bytes = 0
         self._space = asyncio.Event()
@@ -196,7 +154,7 @@ class Producer:
             raise ProducerClosed(f"the producer of log {self._log!r} is closed")
         key_bytes, value_bytes = to_bytes(key), to_bytes(value)
         index = await self._route(key_bytes, tablet)
-        size = _record_size(key_bytes, value_bytes)
+        size = record_size(key_bytes, value_bytes)
         if size + HEADER_SIZE > MAX_BATCH_BYTES:
             raise PayloadTooLarge(f"a record of {size} bytes exceeds the batch limit")
         while self._buffered_bytes > 0 and self._buffered_bytes + size > self._max_buffer_bytes:
@@ -207,7 +165,7 @@ class Producer:
         future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
         state = self._state(index)
         was_empty = not state.queue
-        state.queue.append(_Pending(key_bytes, value_bytes, future, size, time.monotonic()))
+        state.queue.append(PendingRecord(key_bytes, value_bytes, future, size, time.monotonic()))
         state.queued_bytes += size
         self._buffered_bytes += size
         if was_empty or self._batch_full(state):
@@ -284,10 +242,10 @@ class Producer:
         self._round_robin += 1
         return self._round_robin % count
 
-    def _state(self, tablet: int) -> _TabletState:
+    def _state(self, tablet: int) -> TabletQueue:
         state = self._tablets.get(tablet)
         if state is None:
-            state = _TabletState(tablet, self._producer_id)
+            state = TabletQueue(tablet, self._producer_id)
             self._tablets[tablet] = state
         if state.task is None or state.task.done():
             state.task = asyncio.get_running_loop().create_task(
@@ -295,13 +253,10 @@ class Producer:
             )
         return state
 
-    def _batch_full(self, state: _TabletState) -> bool:
-        return (
-            state.queued_bytes + HEADER_SIZE >= self._max_batch_bytes
-            or len(state.queue) >= self._max_batch_records
-        )
+    def _batch_full(self, state: TabletQueue) -> bool:
+        return state.is_full(self._max_batch_bytes, self._max_batch_records)
 
-    async def _sender(self, state: _TabletState) -> None:
+    async def _sender(self, state: TabletQueue) -> None:
         """Root of a tablet's sender task: collect a batch, deliver it, repeat."""
         while True:
             batch = await self._collect(state)
@@ -313,7 +268,7 @@ class Producer:
             finally:
                 state.in_flight = None
 
-    async def _collect(self, state: _TabletState) -> _Batch | None:
+    async def _collect(self, state: TabletQueue) -> Batch | None:
         """Wait for records and the linger, then build the next batch (None when closing)."""
         while not state.queue:
             if self._closed:
@@ -328,42 +283,13 @@ class Producer:
             state.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.wakeup.wait(), remaining)
-        return self._build(state)
-
-    def _build(self, state: _TabletState) -> _Batch:
-        records: list[_Pending] = []
-        size = HEADER_SIZE
-        while state.queue and len(records) < self._max_batch_records:
-            nxt = state.queue[0]
-            if records and size + nxt.size > self._max_batch_bytes:
-                break
-            records.append(state.queue.popleft())
-            size += nxt.size
-        state.queued_bytes -= size - HEADER_SIZE
-        producer_id, base_sequence = NO_PRODUCER_ID, NO_SEQUENCE
-        if self._idempotent:
-            if state.next_sequence + len(records) > _SEQUENCE_MAX:
-                self._new_session(state)
-            producer_id, base_sequence = state.producer_id, state.next_sequence
-            state.next_sequence += len(records)
-        payload = build_batch(
-            [(r.key, r.value) for r in records],
-            create_time_ms=int(time.time() * 1000),
-            producer_id=producer_id,
-            producer_epoch=0 if self._idempotent else -1,
-            base_sequence=base_sequence,
-        )
-        return _Batch(state.tablet, records, payload, size - HEADER_SIZE, records[0].enqueued_at)
-
-    def _new_session(self, state: _TabletState) -> None:
-        """Forget the tablet's sequence state: a fresh producer id numbering from 0."""
-        state.producer_id = new_producer_id()
-        state.next_sequence = 0
+        return state.take_batch(self._max_batch_bytes, self._max_batch_records,
+                                idempotent=self._idempotent)
 
     # -----------------------------------------------------------------------------------------
     # delivery
 
-    async def _deliver(self, state: _TabletState, batch: _Batch) -> None:
+    async def _deliver(self, state: TabletQueue, batch: Batch) -> None:
         """Send ``batch`` until it is acknowledged, fails for good or runs out of time."""
         deadline = batch.first_enqueued_at + self._delivery_timeout_s
         started = time.monotonic()
@@ -394,7 +320,7 @@ class Producer:
             self._buffered_bytes -= batch.size
             self._space.set()
 
-    def _retry_delay(self, state: _TabletState, exc: ClientError, attempt: int) -> float | None:
+    def _retry_delay(self, state: TabletQueue, exc: ClientError, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``exc``, or None when it must not be retried."""
         if not exc.retriable:
             return None
@@ -413,7 +339,7 @@ class Producer:
         backoff = min(self._backoff_s * 2.0**attempt, self._backoff_max_s)
         return backoff * random.uniform(0.8, 1.2)
 
-    async def _send_once(self, state: _TabletState, batch: _Batch, deadline: float) -> int:
+    async def _send_once(self, state: TabletQueue, batch: Batch, deadline: float) -> int:
         """POST the batch to the tablet leader; returns its base offset (-1 with acks 0).
 
         The leader may hold a request up to its ``timeout_ms`` (waiting for replicas or for
@@ -445,7 +371,7 @@ class Producer:
             return -1
         return base
 
-    def _succeed(self, batch: _Batch, base_offset: int, latency_s: float) -> None:
+    def _succeed(self, batch: Batch, base_offset: int, latency_s: float) -> None:
         self.stats.batches_sent += 1
         self.stats.records_sent += len(batch.records)
         self.stats.bytes_sent += len(batch.payload)
@@ -455,15 +381,11 @@ class Producer:
                 offset = base_offset + i if base_offset >= 0 else -1
                 record.future.set_result(RecordMetadata(batch.tablet, offset))
 
-    def _fail(self, state: _TabletState, batch: _Batch, exc: ClientError) -> None:
+    def _fail(self, state: TabletQueue, batch: Batch, exc: ClientError) -> None:
         self.stats.failed_batches += 1
         if self._idempotent:
             # the leader may or may not hold this sequence range now: start a new session
-            self._new_session(state)
+            state.new_session()
         for record in batch.records:
             if not record.future.done():
                 record.future.set_exception(exc)
-
-
-def _record_size(key: bytes | None, value: bytes | None) -> int:
-    return (len(key) if key else 0) + (len(value) if value else 0) + _RECORD_OVERHEAD_BYTES

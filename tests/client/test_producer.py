@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from client.accumulator import SEQUENCE_MAX, PendingRecord, TabletQueue
 from client.async_client import AsyncClient
 from client.errors import (
     ConnectionFailed,
@@ -22,7 +23,7 @@ from client.errors import (
 from client.producer import new_producer_id
 from client.transport import BATCH_CONTENT_TYPE, NO_FORWARD_HEADER, Response
 from replication.partitioning import tablet_for_key
-from storage.batch import iter_records
+from storage.batch import iter_records, parse_header
 from tests.client.conftest import Scripted
 from tests.client.fakes import Call, error_response, json_response, tablet_of
 
@@ -368,3 +369,16 @@ async def test_bad_options_are_rejected(client: AsyncClient) -> None:
         client.producer("events", acks="2")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_batch_bytes"):
         client.producer("events", max_batch_bytes=10)
+
+
+async def test_a_session_near_the_sequence_limit_starts_over() -> None:
+    loop = asyncio.get_running_loop()
+    queue = TabletQueue(0, producer_id=5, next_sequence=SEQUENCE_MAX - 1)
+    for _ in range(3):
+        queue.queue.append(PendingRecord(None, b"v", loop.create_future(), 17, 0.0))
+        queue.queued_bytes += 17
+    header = parse_header(queue.take_batch(1 << 20, 100, idempotent=True).payload)
+    assert header.producer_id not in (5, -1)
+    assert header.base_sequence == 0
+    assert queue.next_sequence == 3
+    assert queue.queued_bytes == 0
