@@ -353,7 +353,7 @@ def iter_records(buf: bytes | bytearray | memoryview, *, verify: bool = True) ->
         yield from _decode_records(bytes(view[pos + HEADER_SIZE : pos + h.size]), h)
 
 
-def _decode_records(body: bytes, h: BatchHeader) -> list[Record]:
+def _decode_records(body: bytes, h: BatchHeader) -> list[Record]:  # noqa: PLR0915 - hot loop, inlined on purpose
     """Decode one batch's records. The hot loop of every consumer: one-byte varints (lengths
     below 64, small deltas) are decoded inline, anything longer takes the general path."""
     records: list[Record] = []
