@@ -74,6 +74,7 @@ class ReplicaManager:
         self._following: dict[TabletId, str] = {}
         self.corrupt_recoveries = 0
         self._closing: set[asyncio.Task[None]] = set()
+        self._swept = False
         self.closed = False
 
     # ------------------------------------------------------------------ lookups
@@ -111,6 +112,17 @@ class ReplicaManager:
         if complete:
             for tablet in [t for t in self.replicas if t not in wanted]:
                 self._drop_replica(tablet, delete=True)
+            if not self._swept:
+                self._sweep_disk(wanted)
+
+    def _sweep_disk(self, wanted: set[TabletId]) -> None:
+        """Delete replicas left on disk by logs deleted (or moved away) while we were down."""
+        self._swept = True
+        for log_name, index in self.logs.all_on_disk():
+            tablet = TabletId(log_name, index)
+            if tablet not in wanted:
+                log.info("%s: not placed here by the map; deleting the local replica", tablet)
+                self.logs.delete_log(log_name, index)
 
     def _ensure_replica(self, tablet: TabletId, settings: object, log_id: str) -> Replica | None:
         replica = self.replicas.get(tablet)

@@ -206,3 +206,15 @@ def test_whole_cluster_restarts_keep_logs_and_records(cluster: Cluster) -> None:
         for t, offset, value in acked:
             if t == tablet:
                 assert stored.get(offset) == value, (tablet, offset, value)
+
+
+def test_replicas_of_a_log_deleted_while_down_are_removed(cluster: Cluster) -> None:
+    cluster.create_log("gone", tablets=2)
+    cluster.produce("gone", [{"value": "x", "tablet": t} for t in range(2)])
+    cluster.kill("n3")
+    tablets_dir = cluster.nodes["n3"].data_dir / "tablets" / "gone"
+    assert tablets_dir.exists()
+    cluster.api("n1", "DELETE", "/v1/logs/gone")
+    cluster.start("n3")
+    cluster.wait_ready(["n3"])
+    wait_until(lambda: not tablets_dir.exists(), 15, "n3 deletes its replicas of the old log")
