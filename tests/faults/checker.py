@@ -61,6 +61,7 @@ class Attempt:
     finished: float = 0.0
     node: str = ""
     error: str = ""
+    sends: int = 1  # requests it took (idempotent writers resend the same batch)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ whole again: every node up and ready, every tablet led with its full replica set
 a healthy cluster and the recovery is part of what is measured.
 
 * ``kill-leader``      SIGKILL a tablet leader, wait for a new leader, restart it;
+* ``restart-leader``   SIGTERM a tablet leader (controlled shutdown hands leadership off while
+                       writes are in flight), start it again: a rolling-restart step;
 * ``pause-leader``     SIGSTOP a tablet leader for 1–5 s (across the session timeout), SIGCONT;
 * ``partition-leader`` cut a tablet leader off from its peers (half the time from the test
                        process too) in network namespaces until a new leader is elected, heal;
@@ -28,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tests.cluster.harness import Cluster, HttpError
+from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
+from tests.cluster.harness import SECRET, Cluster, HttpError, http
 from tests.faults.checker import Fault
-from tests.faults.workload import RunClock, Workload
+from tests.faults.workload import RunClock, Workload, replica_states
 from tests.waiting import wait_until
 
 Corruptor = Callable[[Path], str]
@@ -146,7 +149,7 @@ def wait_stable(ctx: NemesisContext, since: float | None = None,
         if time.monotonic() > deadline:
             state = _describe_state(ctx)
             raise NemesisError(f"the cluster is not whole {timeout:.0f} s after the fault "
-                               f"was healed: {state}")
+                               f"was healed: {state}\n{diagnose(ctx)}")
         time.sleep(0.1)
 
 
@@ -159,6 +162,36 @@ def _describe_state(ctx: NemesisContext) -> str:
     acked = ctx.workload.acked_since(ctx.clock() - 5) if ctx.workload else {}
     return (f"running={ctx.cluster.running_nodes()} tablets(tablet, leader, epoch, isr)="
             f"{shown} acked in the last 5 s per tablet={acked}")
+
+
+def diagnose(ctx: NemesisContext) -> str:
+    """Every node's own view of the log's tablets, and what each leader knows of its followers
+    (``/internal/tablets``): what a stuck replication looks like from every side."""
+    lines = ["diagnosis (each node's view: tablet leader@epoch isr; tablets it leads: "
+             "end/hw and followers' fetch offsets):"]
+    headers = {INTERNAL_TOKEN_HEADER: internal_token(SECRET)}
+    for node_id, node in ctx.cluster.nodes.items():
+        if not node.running:
+            lines.append(f"  {node_id}: not running")
+            continue
+        try:
+            view = ctx.cluster.describe(ctx.log, node_id)["tablets"]
+            seen = " ".join(f"{t['tablet']}:{t['leader']}@{t['leader_epoch']}{t['isr']}"
+                            for t in view)
+            led = http("GET", f"{node.url}/internal/tablets?log={ctx.log}", timeout_s=5,
+                       headers=headers)["tablets"]
+            leading = " ".join(f"{t['tablet']}@{t['leader_epoch']} end {t['end_offset']} hw "
+                               f"{t['high_watermark']} followers {t['followers']}" for t in led)
+            lines.append(f"  {node_id}: sees {seen}; leads {leading or 'nothing'}")
+        except (HttpError, OSError, KeyError) as exc:
+            lines.append(f"  {node_id}: {exc!r}")
+    urls = {n: node.url for n, node in ctx.cluster.nodes.items()}
+    for tablet in range(ctx.tablets):
+        states = replica_states(urls, ctx.log, tablet, sorted(urls))
+        lines.append(f"  tablet {tablet} replicas: " + ", ".join(
+            f"{s.node} {s.error}" if s.error else
+            f"{s.node} end {s.end_offset} hw {s.high_watermark}" for s in states))
+    return "\n".join(lines)
 
 
 def pick_leader(ctx: NemesisContext) -> tuple[int, str, int]:
@@ -203,6 +236,22 @@ class KillLeader(Nemesis):
         ctx.cluster.start(leader)
         return Fault(self.name, leader, started, ctx.clock(),
                      f"tablet {tablet} failed over in {failover:.2f} s")
+
+
+class RestartLeader(Nemesis):
+    """SIGTERM a tablet leader (a graceful, controlled shutdown: leadership is handed off while
+    writes are in flight), then start it again — one step of a rolling restart."""
+
+    name = "restart-leader"
+
+    def run(self, ctx: NemesisContext) -> Fault:
+        tablet, leader, _ = pick_leader(ctx)
+        started = ctx.clock()
+        code = ctx.cluster.stop(leader)
+        time.sleep(ctx.rng.uniform(0.0, 1.0))  # stay down a little
+        ctx.cluster.start(leader)
+        return Fault(self.name, leader, started, ctx.clock(),
+                     f"leader of tablet {tablet}; exit code {code}")
 
 
 class PauseLeader(Nemesis):
@@ -328,6 +377,9 @@ class CorruptFollower(Nemesis):
     def __init__(self, modes: Sequence[str] = ("bitflip", "truncate")) -> None:
         self.modes = tuple(modes)
 
+    def __repr__(self) -> str:
+        return self.name if len(self.modes) > 1 else f"{self.name}/{self.modes[0]}"
+
     def run(self, ctx: NemesisContext) -> Fault:
         tablet = ctx.rng.randrange(ctx.tablets)
         info = next(t for t in tablets_view(ctx) if t["tablet"] == tablet)
@@ -350,9 +402,19 @@ class CorruptFollower(Nemesis):
 
 
 ALL_NEMESES: tuple[Nemesis, ...] = (
-    KillLeader(), PauseLeader(), PartitionLeader(), KillAll(), CorruptFollower(), RestartAll(),
+    KillLeader(), RestartLeader(), PauseLeader(), PartitionLeader(), KillAll(), CorruptFollower(),
+    RestartAll(),
 )
 
 
 def by_name(name: str) -> Nemesis:
-    return next(n for n in ALL_NEMESES if n.name == name)
+    """A nemesis by name; ``corrupt-follower/bitflip`` and ``/truncate`` pick one mode."""
+    base, _, mode = name.partition("/")
+    if base == CorruptFollower.name and mode:
+        if mode not in ("bitflip", "truncate"):
+            raise ValueError(f"unknown corruption {mode!r}")
+        return CorruptFollower((mode,))
+    for nemesis in ALL_NEMESES:
+        if nemesis.name == base:
+            return nemesis
+    raise ValueError(f"unknown nemesis {name!r}; known: {[n.name for n in ALL_NEMESES]}")

@@ -22,6 +22,7 @@ from tests.faults.nemesis import (
     PartitionLeader,
     PauseLeader,
     RestartAll,
+    RestartLeader,
 )
 from tests.faults.runner import Outcome, RunConfig, fault_cluster, run
 from tests.netns import netns_available
@@ -54,6 +55,7 @@ def verdict(outcome: Outcome, cluster: Cluster, title: str,
     ("nemeses", "netns"),
     [
         pytest.param([KillLeader()], False, id="kill-leader"),
+        pytest.param([RestartLeader()], False, id="restart-leader"),
         pytest.param([PauseLeader()], False, id="pause-leader"),
         pytest.param([PartitionLeader()], True, id="partition-leader", marks=needs_netns),
         pytest.param([KillAll()], False, id="kill-all"),

@@ -13,6 +13,12 @@ key routing, with keys chosen to hash to their tablet. Every attempt is recorded
 After a failure a writer backs off briefly and writes new values under a new attempt id (values
 are never resent, so the checker can tell every attempt apart).
 
+Idempotent writers (one per tablet by default) use the binary endpoint as an idempotent producer
+would: a producer id, and per batch a base sequence; after any failure they resend the *same*
+batch (same bytes, same sequence) until it is acknowledged, so each of their values must end up
+exactly once. Their attempt is the logical batch: ``ok`` once acknowledged (``sends`` says how
+many requests it took), ``info`` if the run ended while it was still unknown.
+
 Readers (threads, one per tablet) long-poll the JSON consume endpoint from their next offset,
 through a random node, and record every answer with the time it was seen.
 
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from replication.partitioning import tablet_for_key
+from storage.batch import build_batch
 from tests.faults.checker import Attempt, FinalRecord, Outcome, Read, ReplicaState
 from tests.waiting import wait_until
 
@@ -72,6 +79,22 @@ def call(method: str, url: str, body: object | None = None, timeout_s: float = 1
         refused = isinstance(exc.reason, ConnectionRefusedError)
         return Answer(0, None, refused=refused, error=repr(exc.reason))
     except (OSError, ValueError) as exc:  # timeouts, resets, a truncated answer
+        return Answer(0, None, error=repr(exc))
+
+
+def post_bytes(url: str, body: bytes, timeout_s: float) -> Answer:
+    """POST record batches to the binary produce endpoint."""
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", "application/vnd.tabletlog.batches")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return Answer(response.status, _decode(response.read()))
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, _decode(exc.read()))
+    except urllib.error.URLError as exc:
+        refused = isinstance(exc.reason, ConnectionRefusedError)
+        return Answer(0, None, refused=refused, error=repr(exc.reason))
+    except (OSError, ValueError) as exc:
         return Answer(0, None, error=repr(exc))
 
 
@@ -116,6 +139,7 @@ def keys_for(tablet: int, tablets: int, count: int, prefix: str) -> list[str]:
 @dataclass
 class WorkloadConfig:
     writers_per_tablet: int = 2
+    idempotent_writers_per_tablet: int = 1
     batch_max: int = 4
     pace_s: float = 0.01  # pause after each acknowledged write (keeps the 2-core box usable)
     backoff_s: float = 0.1  # pause after a failed or unknown attempt
@@ -156,6 +180,10 @@ class Workload:
                 explicit = writer % 2 == 0
                 self._writers.append(self._thread(f"writer-{writer}", self._write_loop,
                                                   writer, tablet, explicit))
+                writer += 1
+            for _ in range(self.config.idempotent_writers_per_tablet):
+                self._writers.append(self._thread(f"writer-{writer}", self._idempotent_loop,
+                                                  writer, tablet))
                 writer += 1
             self._readers.append(self._thread(f"reader-{tablet}", self._read_loop, tablet))
         for thread in (*self._writers, *self._readers):
@@ -249,6 +277,63 @@ class Workload:
                 self.attempts.append(Attempt(attempt_id, tablet, values, outcome, acked,
                                              started, finished, node, error))
             time.sleep(cfg.pace_s if outcome == "ok" else cfg.backoff_s)
+
+    def _idempotent_loop(self, writer: int, tablet: int) -> None:
+        rng = random.Random(self.seed * 1000 + writer)
+        producer_id = rng.randrange(1, 2**62)
+        nodes = sorted(self.urls)
+        cfg = self.config
+        sequence = 0
+        n = 0
+        while not self._stop_writers.is_set():
+            attempt_id = f"w{writer}-{n}"
+            n += 1
+            values = tuple(f"{attempt_id}-{i}" for i in range(rng.randint(1, cfg.batch_max)))
+            key = f"w{writer}k{n % 8}".encode()
+            batch = build_batch([(key, v.encode()) for v in values],
+                                create_time_ms=int(time.time() * 1000), producer_id=producer_id,
+                                producer_epoch=0, base_sequence=sequence)
+            started = self.clock()
+            sends = 0
+            outcome: Outcome = "info"
+            acked: tuple[tuple[int, int], ...] = ()
+            errors: list[str] = []
+            maybe_written = False  # an earlier send's outcome is unknown
+            node = ""
+            while True:
+                node = rng.choice(nodes)
+                url = (f"{self.urls[node]}/v1/logs/{self.log}/tablets/{tablet}/batches"
+                       f"?acks=all&timeout_ms={cfg.server_timeout_ms}")
+                sends += 1
+                answer = post_bytes(url, batch, cfg.client_timeout_s)
+                if answer.status == 200:
+                    base = int(answer.body["base_offset"])
+                    acked = tuple((tablet, base + i) for i in range(len(values)))
+                    outcome = "ok"
+                    if answer.body.get("duplicate"):
+                        errors.append("200 duplicate")
+                    break
+                message = answer.body.get("message", "") if isinstance(answer.body, dict) else ""
+                errors.append(f"{answer.status} {error_code(answer)} {message}".strip())
+                if 400 <= answer.status < 500 and answer.status not in (404, 421):
+                    # bad_request / out_of_order_sequence: the leader refuses this batch.
+                    outcome = "info" if maybe_written else "fail"
+                    break
+                maybe_written = maybe_written or classify(answer) == "info"
+                if self._stop_writers.is_set():
+                    break  # unknown: the last send may or may not have been written
+                time.sleep(cfg.backoff_s)
+            with self._lock:
+                self.attempts.append(Attempt(attempt_id, tablet, values, outcome, acked,
+                                             started, self.clock(), node,
+                                             "; ".join(errors[-3:]), sends))
+            if outcome != "ok":
+                # Refused, or given up: start a new producer session.
+                producer_id = rng.randrange(1, 2**62)
+                sequence = 0
+            elif outcome == "ok":
+                sequence += len(values)
+            time.sleep(cfg.pace_s)
 
     # ------------------------------------------------------------------ readers
 
