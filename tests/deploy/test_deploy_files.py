@@ -81,6 +81,8 @@ def test_compose_requires_the_secret_and_checks_readiness() -> None:
             "/opt/tabletlog/healthcheck.py",
         ]
         assert "build" in service and "image" in service
+        # A list, not a mapping: podman-compose 1.0 passes only the keys of a mapping.
+        assert "net.ipv4.tcp_syn_retries=2" in service["sysctls"]
     assert set(compose["volumes"]) == {f"{s}-data" for s in compose["services"]}
     assert "TABLETLOG_SECRET=" in (REPO / ".env.example").read_text()
 
