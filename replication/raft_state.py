@@ -167,6 +167,10 @@ def sync_conf(config: ClusterConfig, node_id: str, raft_dir: Path, **extra: Any)
         connectionTimeout=max(t.raft_connection_timeout_ms / 1000, max_s),
         connectionRetryTime=t.raft_connection_retry_ms / 1000,
         leaderFallbackTimeout=t.raft_leader_fallback_timeout_ms / 1000,
+        # pysyncobj caches peer addresses for 10 minutes by default: a peer that comes back
+        # under a new address (a restarted container) would stay unreachable that long.
+        dnsCacheTime=2.0,
+        dnsFailCacheTime=1.0,
         **extra,
     )
 
