@@ -20,25 +20,34 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/tabletlog
-COPY . /src
+# Dependencies first, in a layer of their own, so that editing the source does not reinstall them.
+COPY pyproject.toml /src/
+COPY wheels/ /src/wheels/
 RUN set -eu; \
     cd /src; \
     has_wheels=no; \
     if ls wheels/*.whl >/dev/null 2>&1; then has_wheels=yes; fi; \
     case "$TABLETLOG_INSTALL:$has_wheels" in \
         auto:yes|wheels:yes) \
-            echo "installing dependencies from the wheelhouse (offline)"; \
-            /opt/tabletlog/bin/pip install --no-index --find-links wheels . ;; \
+            echo "installing from the wheelhouse (offline)"; \
+            echo "--no-index --find-links /src/wheels" >/tmp/pip-source ;; \
         wheels:no) \
             echo "TABLETLOG_INSTALL=wheels but wheels/ is empty: run deploy/wheels.sh" >&2; \
             exit 1 ;; \
         auto:no|pypi:*) \
-            echo "installing dependencies from PyPI"; \
-            /opt/tabletlog/bin/pip install . ;; \
+            echo "installing from PyPI"; \
+            : >/tmp/pip-source ;; \
         *) \
             echo "TABLETLOG_INSTALL must be auto, wheels or pypi" >&2; \
             exit 1 ;; \
     esac; \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        >/tmp/requirements.txt; \
+    /opt/tabletlog/bin/pip install $(cat /tmp/pip-source) -r /tmp/requirements.txt
+COPY . /src
+RUN set -eu; \
+    cd /src; \
+    /opt/tabletlog/bin/pip install --no-deps $(cat /tmp/pip-source) .; \
     install -m 0644 deploy/healthcheck.py /opt/tabletlog/healthcheck.py; \
     /opt/tabletlog/bin/python -c "import node, storage, replication, client"
 

@@ -250,14 +250,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster
     finally:
         c.dump_logs()
         c.remove()
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            # The build stage left behind by this build; the tagged image stays as the cache.
-            subprocess.run(
-                ["podman", "image", "prune", "-f", "--filter", "label=org.tabletlog.stage=build"],
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
 
 
 def test_cluster_is_formed_of_the_three_services(cluster: ComposeCluster) -> None:
