@@ -94,7 +94,7 @@ def test_dockerfile_shape() -> None:
     assert re.search(r"^USER 10001", text, re.M), "runs as a non-root user"
     assert re.search(r"^VOLUME \[\"/var/lib/tabletlog\"\]", text, re.M)
     assert "HEALTHCHECK" in text and "/opt/tabletlog/healthcheck.py" in text
-    assert "--no-index --find-links wheels" in text
+    assert "--no-index --find-links /src/wheels" in text
     # Only what both the real image and the debootstrap stand-in have.
     assert "curl" not in text and "apt-get" not in text
 
