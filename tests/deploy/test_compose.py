@@ -55,27 +55,6 @@ CONTROLLED = (
 )
 
 
-KNOWN_DNS_CACHE_BUG = (
-    "a restarted container gets a new address, and pysyncobj caches peer addresses for 600 s by "
-    "default (SyncObjConf.dnsCacheTime): replication/raft_state.py's sync_conf must set "
-    "dnsCacheTime (a few s) and dnsFailCacheTime (1 s) for the node to rejoin"
-)
-
-
-def _raft_rereads_dns() -> bool:
-    """Whether the node's Raft settings re-resolve peer names within seconds (see above)."""
-    try:
-        from node.config import load_config  # noqa: PLC0415 -- only for the diagnosis
-        from replication.raft_state import sync_conf  # noqa: PLC0415
-
-        env = {"TABLETLOG_SECRET": "x" * 16}
-        config = load_config(REPO / "cluster-configs/compose.yaml", env=env)
-        conf = sync_conf(config, "n1", Path("/nonexistent"))
-        return float(conf.dnsCacheTime) <= 10 and float(conf.dnsFailCacheTime) <= 5
-    except Exception:  # any doubt: do not excuse the failure
-        return True
-
-
 def _unavailable(reason: str) -> None:
     if os.environ.get("TABLETLOG_REQUIRE_COMPOSE") == "1":
         pytest.fail(f"{reason} (TABLETLOG_REQUIRE_COMPOSE=1)")
@@ -300,12 +279,9 @@ def test_produce_consume_and_survive_killing_a_tablet_leader(cluster: ComposeClu
 
     restarted_at = time.monotonic()
     cluster.podman("start", cluster.container(leader))
-    try:
-        wait_until(lambda: ready(cluster.url(leader)), 90, f"{leader} is ready again")
-    except AssertionError:
-        if not _raft_rereads_dns():
-            pytest.xfail(KNOWN_DNS_CACHE_BUG)
-        raise
+    # It comes back at a new address: peers must re-resolve its name (and give up on the old
+    # address: tcp_syn_retries in compose.yaml) for it to rejoin within seconds.
+    wait_until(lambda: ready(cluster.url(leader)), 90, f"{leader} is ready again")
     print(f"{leader} restarted, ready after {time.monotonic() - restarted_at:.1f} s")
     wait_until(lambda: cluster.healthy(leader), 60, f"{leader}'s container is healthy again")
     wait_until(
