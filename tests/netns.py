@@ -8,7 +8,8 @@ else (no default route, no NAT).
 
 Faults are blackhole routes, installed on both sides so neither direction gets through:
 ``cut(a, b)``; ``partition(k)`` cuts k from every other machine while the test process still
-reaches it; ``heal()`` removes every cut. Only addresses this lab created are ever routed to.
+reaches it; ``partition(k, from_root=True)`` cuts it from the test process too; ``heal()``
+removes every cut. Only addresses this lab created are ever routed to.
 
 Names carry a per-run id (``tl<id>n<k>``, ``tl<id>br``, ``tl<id>v<k>``) and the ``<run>`` octet is
 chosen under a lock among subnets no interface or route on the host uses, so parallel runs never
@@ -91,6 +92,9 @@ class _Created:
     bridge: str | None = None
     namespaces: list[str] = field(default_factory=list)
     host_veths: list[str] = field(default_factory=list)
+    # Blackhole routes in the root namespace (``isolate``): the only state outside the lab's
+    # own devices and namespaces, so it is recorded to be removable after an aborted run.
+    root_blackholes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -226,11 +230,31 @@ class NetnsLab:
             raise
         self._cuts.add(pair)
 
-    def partition(self, k: int) -> None:
-        """Cut machine k from every other machine; the test process still reaches all of them."""
+    def partition(self, k: int, *, from_root: bool = False) -> None:
+        """Cut machine k from every other machine; the test process still reaches it unless
+        ``from_root`` (then the root namespace, i.e. the test process, is cut off too)."""
         for other in range(1, self.size + 1):
             if other != k:
                 self.cut(k, other)
+        if from_root:
+            self.cut_from_root(k)
+
+    def cut_from_root(self, k: int) -> None:
+        """Drop all traffic between machine k and the root namespace (the test process)."""
+        created = self._require()
+        address = self.address(k)
+        if address in created.root_blackholes:
+            return
+        _ip("-n", self.namespace(k), "route", "add", "blackhole", f"{self.bridge_address}/32")
+        created.root_blackholes.append(address)
+        self._save()
+        try:
+            _ip("route", "add", "blackhole", f"{address}/32")
+        except NetnsError:
+            _ip("-n", self.namespace(k), "route", "del", "blackhole", f"{self.bridge_address}/32")
+            created.root_blackholes.remove(address)
+            self._save()
+            raise
 
     def heal(self) -> None:
         """Remove every cut made by this lab."""
@@ -238,10 +262,25 @@ class NetnsLab:
             _ip("-n", self.namespace(a), "route", "del", "blackhole", f"{self.address(b)}/32")
             _ip("-n", self.namespace(b), "route", "del", "blackhole", f"{self.address(a)}/32")
             self._cuts.discard((a, b))
+        created = self._require()
+        for address in list(created.root_blackholes):
+            k = int(address.rsplit(".", 1)[1])
+            _ip("-n", self.namespace(k), "route", "del", "blackhole", f"{self.bridge_address}/32")
+            _ip("route", "del", "blackhole", f"{address}/32")
+            created.root_blackholes.remove(address)
+            self._save()
 
     @property
     def cuts(self) -> frozenset[tuple[int, int]]:
+        """Pairs of machines cut from each other (the smaller number first)."""
         return frozenset(self._cuts)
+
+    @property
+    def cut_from_root_machines(self) -> frozenset[int]:
+        """Machines cut from the root namespace."""
+        if self._created is None:
+            return frozenset()
+        return frozenset(int(a.rsplit(".", 1)[1]) for a in self._created.root_blackholes)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -263,7 +302,10 @@ class NetnsLab:
 
 
 def _remove(created: _Created) -> None:
-    """Delete exactly the bridge, veths and namespaces listed in ``created``, then its record."""
+    """Delete exactly the routes, bridge, veths and namespaces listed in ``created``, then its
+    record."""
+    for address in created.root_blackholes:
+        _ip("route", "del", "blackhole", f"{address}/32", check=False)
     # Deleting a namespace destroys the veth end inside it, which destroys the pair.
     for ns in reversed(created.namespaces):
         _ip("netns", "del", ns, check=False)

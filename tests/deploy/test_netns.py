@@ -123,12 +123,30 @@ def test_partition_cuts_peers_both_ways_but_not_the_root_and_heal_restores(lab: 
         assert _echo_from(lab, source, target), f"{source} cannot reach {target} after heal"
 
 
+def test_partition_from_root_cuts_the_test_process_too(lab: NetnsLab) -> None:
+    lab.partition(2, from_root=True)
+    assert lab.cut_from_root_machines == {2}
+    assert not _echo_from(lab, None, 2)
+    assert not _echo_from(lab, 1, 2)
+    assert _echo_from(lab, None, 1) and _echo_from(lab, 1, 3)
+    lab.heal()
+    assert lab.cut_from_root_machines == frozenset()
+    assert _echo_from(lab, None, 2) and _echo_from(lab, 1, 2)
+
+
+def _root_routes() -> str:
+    return subprocess.run(
+        ["ip", "route", "show", "type", "blackhole"], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def test_cleanup_removes_exactly_what_the_lab_created() -> None:
-    before_links, before_ns = _links(), _namespaces()
+    before_links, before_ns, before_routes = _links(), _namespaces(), _root_routes()
     lab = NetnsLab(2).create()
     names = [lab.namespace(1), lab.namespace(2), f"tl{lab.run_id}br"]
     assert all(name in _links() + _namespaces() for name in names)
-    lab.partition(2)
+    lab.partition(2, from_root=True)
+    assert f"{lab.address(2)} " in _root_routes()
     lab.cleanup()
     lab.cleanup()  # idempotent
     after_links, after_ns = _links(), _namespaces()
@@ -136,6 +154,7 @@ def test_cleanup_removes_exactly_what_the_lab_created() -> None:
     assert sorted(after_ns.split("\n")) == sorted(before_ns.split("\n"))
     assert len(after_links.splitlines()) == len(before_links.splitlines())
     assert not (netns.STATE_DIR / f"{lab.run_id}.json").exists()
+    assert _root_routes() == before_routes
 
 
 def test_two_labs_at_once_get_distinct_names_and_subnets() -> None:
@@ -151,7 +170,8 @@ def test_a_new_lab_sweeps_the_leftovers_of_a_killed_run() -> None:
         import sys, time
         from tests.netns import NetnsLab
         lab = NetnsLab(2).create()
-        print(lab.run_id, flush=True)
+        lab.partition(1, from_root=True)
+        print(lab.run_id, lab.address(1), flush=True)
         time.sleep(600)
         """
     )
@@ -161,8 +181,8 @@ def test_a_new_lab_sweeps_the_leftovers_of_a_killed_run() -> None:
     )
     try:
         assert child.stdout is not None
-        run_id = child.stdout.readline().strip()
-        assert run_id, "the child did not create its lab"
+        run_id, address = child.stdout.readline().split()
+        assert f"{address} " in _root_routes()
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
@@ -174,3 +194,4 @@ def test_a_new_lab_sweeps_the_leftovers_of_a_killed_run() -> None:
         time.sleep(0.1)
     assert f"tl{run_id}n1" not in _namespaces()
     assert f"tl{run_id}br" not in _links()
+    assert f"{address} " not in _root_routes()
