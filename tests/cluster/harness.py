@@ -129,6 +129,9 @@ class Cluster:
     spawn_prefix: Callable[[str], Sequence[str]] = field(default=lambda _n: ())
     faults: list[str] = field(default_factory=list)
     lab: NetnsLab | None = None
+    #: What follows the Python executable on a node's command line (a wrapper module may run
+    #: the node with test-only hooks, e.g. ``("-m", "tests.faults.node_debug")``).
+    node_command: Sequence[str] = ("-m", "node")
     _client_cuts: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ lifecycle
@@ -186,7 +189,7 @@ class Cluster:
         node = self.nodes[node_id]
         assert not node.running, f"{node_id} is already running"
         log_file = node.log_path.open("ab")
-        argv = [*self.spawn_prefix(node_id), sys.executable, "-m", "node",
+        argv = [*self.spawn_prefix(node_id), sys.executable, *self.node_command,
                 "--config", str(self.config_path), "--node", node_id]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
         node.proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,

@@ -22,7 +22,9 @@ a healthy cluster and the recovery is part of what is measured.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -33,6 +35,7 @@ from typing import Any, ClassVar
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
 from tests.cluster.harness import SECRET, Cluster, HttpError, http
 from tests.faults.checker import Fault
+from tests.faults.node_debug import MARKER
 from tests.faults.workload import RunClock, Workload, replica_states
 from tests.waiting import wait_until
 
@@ -149,7 +152,8 @@ def wait_stable(ctx: NemesisContext, since: float | None = None,
         if time.monotonic() > deadline:
             state = _describe_state(ctx)
             raise NemesisError(f"the cluster is not whole {timeout:.0f} s after the fault "
-                               f"was healed: {state}\n{diagnose(ctx)}")
+                               f"was healed: {state}\n{diagnose(ctx)}\n"
+                               f"{dump_fetcher_tasks(ctx.cluster)}")
         time.sleep(0.1)
 
 
@@ -192,6 +196,35 @@ def diagnose(ctx: NemesisContext) -> str:
             f"{s.node} {s.error}" if s.error else
             f"{s.node} end {s.end_offset} hw {s.high_watermark}" for s in states))
     return "\n".join(lines)
+
+
+def dump_fetcher_tasks(cluster: Cluster, timeout_s: float = 5.0) -> str:
+    """Ask every node run through ``tests.faults.node_debug`` to log its asyncio tasks (SIGUSR1);
+    return the replica fetch loops' stacks (the whole dumps are in the node logs)."""
+    if "tests.faults.node_debug" not in cluster.node_command:
+        return ""
+    before: dict[str, int] = {}
+    for node_id, node in cluster.nodes.items():
+        if node.running and not node.paused and node.proc is not None:
+            before[node_id] = node.log_path.read_text(errors="replace").count(MARKER)
+            os.kill(node.proc.pid, signal.SIGUSR1)
+
+    def dumped() -> bool:
+        return all(cluster.nodes[n].log_path.read_text(errors="replace").count(MARKER) > count
+                   for n, count in before.items())
+
+    try:
+        wait_until(dumped, timeout_s, "nodes log their asyncio tasks")
+    except AssertionError as exc:
+        return f"task dumps: {exc}"
+    out = ["replica fetch loops (asyncio task stacks; full dumps in the node logs):"]
+    for node_id in before:
+        text = cluster.nodes[node_id].log_path.read_text(errors="replace")
+        dump = text[text.rindex(MARKER):].split("==== end of tasks ====")[0]
+        for section in dump.split("\n--- ")[1:]:
+            if section.startswith("fetch-from"):
+                out.append(f"  {node_id}: --- " + section.rstrip().replace("\n", "\n    "))
+    return "\n".join(out)
 
 
 def pick_leader(ctx: NemesisContext) -> tuple[int, str, int]:

@@ -61,6 +61,7 @@ def fault_cluster(base_dir: Path, *, netns: bool = False, size: int = 3) -> Iter
         NetnsLab(size) if netns else contextlib.nullcontext())
     with lab_cm as lab:
         cluster = Cluster.create(base_dir, size, lab=lab)
+        cluster.node_command = ("-m", "tests.faults.node_debug")  # SIGUSR1: dump asyncio tasks
         try:
             cluster.start_all()
             cluster.wait_ready(timeout_s=60)

@@ -31,4 +31,4 @@ def test_soak_every_nemesis(tmp_path: Path, seed: int,
     with fault_cluster(tmp_path, netns=netns) as cluster:
         outcome = run(cluster, RunConfig(nemeses, faults, seed, schedule="cycle",
                                          stable_timeout_s=90))
-        verdict(outcome, cluster, f"soak: {', '.join(n.name for n in nemeses)}", capsys)
+        verdict(outcome, cluster, f"soak: {', '.join(map(repr, nemeses))}", capsys)

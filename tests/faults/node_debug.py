@@ -1,0 +1,61 @@
+"""Run one node like ``python -m node``, plus a diagnosis aid: on SIGUSR1 it writes the stack of
+every asyncio task to stderr (the node's log), so that a replica stuck in some ``await`` can be
+seen from outside. Test-only; the node itself is unchanged.
+
+Used by the fault-injection suite through ``Cluster.node_command``::
+
+    python -m tests.faults.node_debug --config CONFIG.yaml --node ID
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import signal
+import sys
+from pathlib import Path
+
+import node.__main__ as entry
+
+MARKER = "==== asyncio tasks"
+
+
+def dump_tasks() -> None:
+    out = io.StringIO()
+    tasks = asyncio.all_tasks()
+    print(f"{MARKER} ({len(tasks)}) ====", file=out)
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        print(f"--- {task.get_name()}", file=out)
+        for line in await_chain(task.get_coro()):
+            print(f"  {line}", file=out)
+    print("==== end of tasks ====", file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
+
+
+def await_chain(awaitable: object) -> list[str]:
+    """Where a coroutine is suspended: every frame down its chain of awaits, innermost last."""
+    lines: list[str] = []
+    while awaitable is not None and len(lines) < 40:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is None:
+            lines.append(f"awaiting {awaitable!r}"[:300])
+            break
+        lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom",
+                                                                      None)
+    return lines
+
+
+_serve = entry._serve  # wrapped, not changed
+
+
+async def _serve_with_dump(config: object, node_id: str, data_dir: Path) -> int:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
+    return await _serve(config, node_id, data_dir)
+
+
+entry._serve = _serve_with_dump
+
+if __name__ == "__main__":
+    sys.exit(entry.main(sys.argv[1:]))
