@@ -31,18 +31,7 @@ own 4-byte checksum, while ``crc`` (computed once by whoever built the batch) st
 byte the producer wrote. Every byte of a batch is under one of the two checksums (Kafka's v2
 format leaves the base offset unchecked; this one does not).
 
-Each record (Kafka v2 style; ``varint`` is a zig-zag LEB128 integer)::
-
-    varint  length           bytes of the record after this field
-    int8    attributes       0
-    varint  timestamp_delta  create time minus first_timestamp
-    varint  offset_delta     offset minus base_offset
-    varint  key_length       -1 for no key
-    bytes   key
-    varint  value_length     -1 for no value
-    bytes   value
-    varint  header_count
-            header: varint key_length, utf-8 key, varint value_length (-1 = none), value
+Records follow the header, encoded as ``storage.records`` describes.
 
 The timestamp users see is the batch's ``append_time_ms`` (the log's append time); the producer's
 create time is kept alongside.
@@ -55,11 +44,24 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import crc32c as _crc32c
 
 from storage.errors import CorruptBatch
+from storage.records import (
+    Record,
+    RecordInput,
+    decode_records,
+    encode_records,
+    read_varint,
+    write_varint,
+)
+
+__all__ = [
+    "BatchHeader", "Record", "RecordInput", "build_batch", "crc32c", "iter_headers",
+    "iter_records", "parse_header", "read_varint", "stamp_prefix", "stamped_prefix",
+    "validate_batch", "write_varint",
+]
 
 MAGIC = 1
 HEADER = struct.Struct(">qibiqIIhiqqqhii")
@@ -133,103 +135,8 @@ class BatchHeader:
         return self.base_sequence + self.last_offset_delta
 
 
-class Record(NamedTuple):
-    """One decoded record. ``timestamp`` is the log's append time (ms); ``create_time`` the
-    producer's. A NamedTuple: consumers build millions of these, and tuples are cheapest."""
-
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-    create_time: int = 0
-
-
-# ---------------------------------------------------------------------------------------------
-# varints
-
-
-def _zigzag(n: int) -> int:
-    return (n << 1) ^ (n >> 63)
-
-
-def write_varint(out: bytearray, n: int) -> None:
-    """Append the zig-zag varint of ``n`` (a signed 64-bit integer) to ``out``."""
-    v = _zigzag(n) & 0xFFFFFFFFFFFFFFFF
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-
-
-def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Decode the zig-zag varint at ``pos``; return (value, position after it).
-
-    Raises CorruptBatch if the buffer ends inside the varint or it is longer than 10 bytes.
-    """
-    shift = 0
-    result = 0
-    end = len(buf)
-    while True:
-        if pos >= end or shift > 63:
-            raise CorruptBatch("truncated or overlong varint in record")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
-    return (result >> 1) ^ -(result & 1), pos
-
-
 # ---------------------------------------------------------------------------------------------
 # encoding
-
-
-RecordInput = tuple[bytes | None, bytes | None]
-"""(key, value) of a record to encode; either may be None."""
-
-
-def encode_records(
-    records: Sequence[RecordInput],
-    *,
-    headers: Sequence[Sequence[tuple[str, bytes | None]]] | None = None,
-) -> tuple[bytearray, int]:
-    """Encode records with timestamp delta 0 (they share the batch's create time).
-
-    Returns (bytes, record count).
-    """
-    out = bytearray()
-    rec = bytearray()
-    for i, (key, value) in enumerate(records):
-        rec.clear()
-        rec.append(0)  # attributes
-        rec.append(0)  # timestamp delta 0 (zig-zag 0 is one byte 0)
-        write_varint(rec, i)
-        if key is None:
-            rec.append(1)  # zig-zag(-1)
-        else:
-            write_varint(rec, len(key))
-            rec += key
-        if value is None:
-            rec.append(1)
-        else:
-            write_varint(rec, len(value))
-            rec += value
-        hdrs = headers[i] if headers is not None else ()
-        write_varint(rec, len(hdrs))
-        for hkey, hval in hdrs:
-            hk = hkey.encode()
-            write_varint(rec, len(hk))
-            rec += hk
-            if hval is None:
-                rec.append(1)
-            else:
-                write_varint(rec, len(hval))
-                rec += hval
-        write_varint(out, len(rec))
-        out += rec
-    return out, len(records)
 
 
 def build_batch(
@@ -350,88 +257,6 @@ def iter_records(buf: bytes | bytearray | memoryview, *, verify: bool = True) ->
     """
     view = memoryview(buf)
     for pos, h in iter_headers(view, verify=verify):
-        yield from _decode_records(bytes(view[pos + HEADER_SIZE : pos + h.size]), h)
-
-
-def _decode_records(body: bytes, h: BatchHeader) -> list[Record]:  # noqa: PLR0915 - hot loop, inlined on purpose
-    """Decode one batch's records. The hot loop of every consumer: one-byte varints (lengths
-    below 64, small deltas) are decoded inline, anything longer takes the general path."""
-    records: list[Record] = []
-    append = records.append
-    base, append_time, first_ts = h.base_offset, h.append_time_ms, h.first_timestamp
-    size = len(body)
-    pos = 0
-    try:
-        for _ in range(h.record_count):
-            b = body[pos]
-            if b < 0x80:
-                length, pos = (b >> 1) ^ -(b & 1), pos + 1
-            elif body[pos + 1] < 0x80:  # two-byte varint: lengths up to 8191
-                b = (b & 0x7F) | (body[pos + 1] << 7)
-                length, pos = (b >> 1) ^ -(b & 1), pos + 2
-            else:
-                length, pos = read_varint(body, pos)
-            end = pos + length
-            if length < 0 or end > size:
-                raise CorruptBatch("record length past the end of its batch")
-            p = pos + 1  # attributes
-            b = body[p]
-            if b < 0x80:
-                ts_delta, p = (b >> 1) ^ -(b & 1), p + 1
-            else:
-                ts_delta, p = read_varint(body, p)
-            b = body[p]
-            if b < 0x80:
-                off_delta, p = (b >> 1) ^ -(b & 1), p + 1
-            else:
-                off_delta, p = read_varint(body, p)
-            b = body[p]
-            if b < 0x80:
-                n, p = (b >> 1) ^ -(b & 1), p + 1
-            else:
-                n, p = read_varint(body, p)
-            key = None if n < 0 else body[p : p + n]
-            p += max(n, 0)
-            b = body[p]
-            if b < 0x80:
-                n, p = (b >> 1) ^ -(b & 1), p + 1
-            elif body[p + 1] < 0x80:
-                b = (b & 0x7F) | (body[p + 1] << 7)
-                n, p = (b >> 1) ^ -(b & 1), p + 2
-            else:
-                n, p = read_varint(body, p)
-            value = None if n < 0 else body[p : p + n]
-            p += max(n, 0)
-            if body[p] == 0:  # no headers: the common case
-                headers: tuple[tuple[str, bytes | None], ...] = ()
-                p += 1
-            else:
-                headers, p = _read_headers(body, p, end)
-            if p != end:
-                raise CorruptBatch("record length does not match its fields")
-            append(Record(base + off_delta, append_time, key, value, headers,
-                          first_ts + ts_delta))
-            pos = end
-    except IndexError:
-        raise CorruptBatch("record fields run past the end of their batch") from None
-    return records
-
-
-def _read_headers(body: bytes, pos: int, end: int
-                  ) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
-    count, pos = read_varint(body, pos)
-    headers: list[tuple[str, bytes | None]] = []
-    for _ in range(count):
-        hk, pos = _read_bytes(body, pos, end)
-        hv, pos = _read_bytes(body, pos, end)
-        headers.append(((hk or b"").decode("utf-8", "replace"), hv))
-    return tuple(headers), pos
-
-
-def _read_bytes(body: bytes, pos: int, end: int) -> tuple[bytes | None, int]:
-    n, pos = read_varint(body, pos)
-    if n < 0:
-        return None, pos
-    if pos + n > end:
-        raise CorruptBatch("field length past the end of its record")
-    return bytes(body[pos : pos + n]), pos + n
+        body = bytes(view[pos + HEADER_SIZE : pos + h.size])
+        yield from decode_records(body, h.base_offset, h.append_time_ms, h.first_timestamp,
+                                  h.record_count)
