@@ -250,10 +250,13 @@ def _check_unique(specs: list[NodeSpec]) -> None:
         if spec.id in ids:
             raise ConfigError(f"duplicate node id {spec.id!r}")
         ids.add(spec.id)
+        # Nodes on one machine share its ports; nodes are told apart by the address others
+        # reach them at (several machines may all bind 0.0.0.0 on the same ports).
         for port in (spec.api_port, spec.raft_port):
-            endpoint = (spec.bind_host, port)
+            endpoint = (spec.advertised_host, port)
             if endpoint in endpoints:
-                raise ConfigError(f"duplicate port {port} on {spec.bind_host} (node {spec.id})")
+                raise ConfigError(f"duplicate port {port} on {spec.advertised_host} "
+                                  f"(node {spec.id})")
             endpoints.add(endpoint)
 
 

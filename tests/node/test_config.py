@@ -119,3 +119,14 @@ def test_unknown_node_id_exits_nonzero(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=REPO, timeout=30, check=False)
     assert proc.returncode != 0
     assert "unknown node id 'n9'" in proc.stderr
+
+
+def test_machines_may_share_ports_and_bind_everywhere() -> None:
+    raw = yaml.safe_load(yaml.safe_dump(GOOD))
+    raw["nodes"] = [
+        {"id": f"n{i}", "host": f"10.0.0.{i}", "bind": "0.0.0.0", "api_port": 7101,
+         "raft_port": 7201} for i in (1, 2, 3)
+    ]
+    config = parse_config(raw, env={})
+    assert config.node("n2").bind_host == "0.0.0.0"
+    assert config.node("n2").raft_address == "10.0.0.2:7201"
