@@ -1,6 +1,7 @@
-"""Run one node like ``python -m node``, plus a diagnosis aid: on SIGUSR1 it writes the stack of
-every asyncio task to stderr (the node's log), so that a replica stuck in some ``await`` can be
-seen from outside. Test-only; the node itself is unchanged.
+"""Run one node like ``python -m node``, plus diagnosis aids: on SIGUSR1 it writes where every
+asyncio task is suspended to stderr (the node's log), so that a replica stuck in some ``await``
+can be seen from outside; and it logs how a replica fetch loop ends if it ever ends other than
+by ``close`` (with the traceback). Test-only; the node's code is wrapped, not changed.
 
 Used by the fault-injection suite through ``Cluster.node_command``::
 
@@ -11,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import node.__main__ as entry
+from replication import follower
+
+log = logging.getLogger("tests.faults.node_debug")
 
 MARKER = "==== asyncio tasks"
 
@@ -48,6 +54,31 @@ def await_chain(awaitable: object) -> list[str]:
 
 
 _serve = entry._serve  # wrapped, not changed
+_fetch_loop = follower.LeaderFetcher._run
+_fetcher_close = follower.LeaderFetcher.close
+
+
+async def _watched_fetch_loop(self: follower.LeaderFetcher) -> None:
+    """The fetch loop, logging how it ends (it is meant to run until ``close``)."""
+    try:
+        await _fetch_loop(self)
+    except BaseException as exc:
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else -1
+        log.warning("fetch loop from %s ended by %r (closing: %s, task.cancelling()=%s):\n%s",
+                    self.leader_id, exc, getattr(self, "_debug_closing", False), cancelling,
+                    "".join(traceback.format_exception(exc)))
+        raise
+    log.warning("fetch loop from %s returned", self.leader_id)
+
+
+async def _watched_close(self: follower.LeaderFetcher) -> None:
+    self._debug_closing = True  # type: ignore[attr-defined]
+    await _fetcher_close(self)
+
+
+follower.LeaderFetcher._run = _watched_fetch_loop  # type: ignore[method-assign]
+follower.LeaderFetcher.close = _watched_close  # type: ignore[method-assign]
 
 
 async def _serve_with_dump(config: object, node_id: str, data_dir: Path) -> int:
