@@ -63,6 +63,8 @@ async def _watched_fetch_loop(self: follower.LeaderFetcher) -> None:
     try:
         await _fetch_loop(self)
     except BaseException as exc:
+        if getattr(self, "_debug_closing", False) and isinstance(exc, asyncio.CancelledError):
+            raise  # closed on purpose
         task = asyncio.current_task()
         cancelling = task.cancelling() if task is not None else -1
         log.warning("fetch loop from %s ended by %r (closing: %s, task.cancelling()=%s):\n%s",
