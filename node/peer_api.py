@@ -56,7 +56,7 @@ async def fetch(request: web.Request) -> web.Response:
     active = [(p, leader) for p, leader in checked if isinstance(leader, TabletLeader)]
     all_ok = len(active) == len(checked)
     if all_ok and active and fetch_request.wait_ms > 0 and not any(
-        leader.has_news_for(p.fetch_offset, p.high_watermark) for p, leader in active
+        leader.has_news_for(p.fetch_offset) for p, leader in active
     ):
         futures = [leader.data_future() for _, leader in active]
         _, pending = await asyncio.wait(futures, timeout=fetch_request.wait_ms / 1000,

@@ -186,9 +186,14 @@ class TabletLeader:
         progress.leader_end_at_last_fetch = leader_end
         self._advance_high_watermark()
 
-    def has_news_for(self, fetch_offset: int, follower_hw: int) -> bool:
-        """Would a fetch at this position get data or a newer high watermark now?"""
-        return fetch_offset < self.log.end_offset or follower_hw < self.log.high_watermark
+    def has_news_for(self, fetch_offset: int) -> bool:
+        """Would a fetch at this position get data now?
+
+        A newer high watermark alone is not news: followers serve no reads, so they learn it
+        with the next data or when their parked fetch times out (``fetch_wait_max_ms``). Waking
+        them for it would double the fetch exchanges per write.
+        """
+        return fetch_offset < self.log.end_offset
 
     def on_durable(self) -> None:
         """The leader's own durable end moved (group commit finished)."""
@@ -214,7 +219,6 @@ class TabletLeader:
             self.log.set_high_watermark(position)
             self._release_waiters()
             self._wake(self._hw_waiters)
-            self._wake(self._data_waiters)  # followers learn the new high watermark
 
     def _release_waiters(self) -> None:
         hw = self.log.high_watermark
@@ -251,16 +255,12 @@ class TabletLeader:
 
     # ------------------------------------------------------------------ long polls
 
-    async def wait_for_data(self, timeout_s: float) -> None:
-        """Park until new data or a new high watermark (a follower's long poll)."""
-        await self._park(self._data_waiters, timeout_s)
-
     async def wait_for_high_watermark(self, timeout_s: float) -> None:
         """Park until the high watermark moves (a consumer's long poll)."""
         await self._park(self._hw_waiters, timeout_s)
 
     def data_future(self) -> asyncio.Future[None]:
-        """A future resolved at the next append or high-watermark move (for multi-tablet polls)."""
+        """A future resolved at the next append (for polls covering several tablets)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._data_waiters.add(future)
         future.add_done_callback(self._data_waiters.discard)

@@ -68,6 +68,7 @@ class MetadataStore:
         compaction thresholds). ``backend`` replaces Raft entirely (tests)."""
         self._loop = loop
         self._closed = False
+        self._ready = False
         self._subscribers: list[Callable[[ClusterView], None]] = []
         self._waiters: list[tuple[Predicate, asyncio.Future[ClusterView]]] = []
         self._view = model.to_view(
@@ -93,8 +94,11 @@ class MetadataStore:
         """Whether this node has applied the Raft leader's commit index at least once.
 
         Until then the view may lack logs that exist (a restarted node replaying its journal).
+        The flag is set on the loop thread in order with the views (pysyncobj reports readiness
+        after applying the entries), so once it is True, ``view`` holds every entry up to the
+        commit index it caught up with — never a view still waiting to be installed.
         """
-        return self._raft.is_ready()
+        return self._ready and self._raft.is_ready()
 
     def is_raft_leader(self) -> bool:
         return self._raft.is_raft_leader()
@@ -178,7 +182,11 @@ class MetadataStore:
 
     def _ready_from_raft_thread(self) -> None:
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._check_waiters)
+            self._loop.call_soon_threadsafe(self._mark_ready)
+
+    def _mark_ready(self) -> None:
+        self._ready = True
+        self._check_waiters()
 
     def _install(self, view: ClusterView) -> None:
         self._view = view

@@ -101,6 +101,9 @@ class ClusterView:
     tablets: Mapping[TabletId, TabletInfo]
     consumer_offsets: Mapping[tuple[str, str, int], int]
     applied_index: int
+    #: The last log id handed out (ids grow with every creation and are never reused): a view
+    #: whose ``log_seq`` is below a local replica's log id has not yet seen that log created.
+    log_seq: int
     _by_log: Mapping[str, tuple[TabletInfo, ...]] = field(repr=False, compare=False)
 
     def tablets_of(self, log: str) -> tuple[TabletInfo, ...]:
@@ -214,6 +217,7 @@ def to_view(state: State, applied_index: int = 0) -> ClusterView:
         tablets=MappingProxyType(tablets),
         consumer_offsets=MappingProxyType(dict(state["offsets"])),
         applied_index=applied_index,
+        log_seq=int(state.get("log_seq", 0)),
         _by_log=MappingProxyType(
             {log: tuple(sorted(ts, key=lambda t: t.index)) for log, ts in by_log.items()}
         ),

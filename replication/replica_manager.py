@@ -106,23 +106,41 @@ class ReplicaManager:
             if log_info is None:
                 continue
             wanted.add(tablet)
-            replica = self._ensure_replica(tablet, log_info.settings, _log_id(log_info))
+            try:
+                replica = self._ensure_replica(tablet, log_info.settings, _log_id(log_info))
+            except StaleView as exc:
+                log.warning("%s", exc)
+                continue
             if replica is not None:
                 self._apply_role(replica, info, view)
         if complete:
-            for tablet in [t for t in self.replicas if t not in wanted]:
-                self._drop_replica(tablet, delete=True)
+            for tablet, replica in list(self.replicas.items()):
+                if tablet not in wanted and _seen_by(view, replica.log_id):
+                    self._drop_replica(tablet, delete=True)
             if not self._swept:
-                self._sweep_disk(wanted)
+                self._sweep_disk(view, wanted)
 
-    def _sweep_disk(self, wanted: set[TabletId]) -> None:
-        """Delete replicas left on disk by logs deleted (or moved away) while we were down."""
+    def _sweep_disk(self, view: ClusterView, wanted: set[TabletId]) -> None:
+        """Delete replicas left on disk by logs deleted while this node was down.
+
+        Only replicas whose log creation the view has seen (see ``_seen_by``): a view that
+        lags — a node replaying its metadata — must never make us delete data.
+        """
         self._swept = True
         for log_name, index in self.logs.all_on_disk():
             tablet = TabletId(log_name, index)
-            if tablet not in wanted:
-                log.info("%s: not placed here by the map; deleting the local replica", tablet)
+            if tablet in wanted or tablet in self.replicas:
+                continue
+            log_id = self._local_log_id(tablet)
+            if log_id is not None and _seen_by(view, log_id):
+                log.info("%s: its log (id %s) is gone from the map; deleting the local replica",
+                         tablet, log_id)
                 self.logs.delete_log(log_name, index)
+
+    def _local_log_id(self, tablet: TabletId) -> str | None:
+        directory = self.logs.directory_for(tablet.log, tablet.index)
+        lines = read_checkpoint(directory / LOG_ID_FILE, LOG_ID_FILE)
+        return lines[0] if lines else None
 
     def _ensure_replica(self, tablet: TabletId, settings: object, log_id: str) -> Replica | None:
         replica = self.replicas.get(tablet)
@@ -158,10 +176,12 @@ class ReplicaManager:
         directory = self.logs.directory_for(tablet.log, tablet.index)
         marker = directory / LOG_ID_FILE
         if directory.exists():
-            lines = read_checkpoint(marker, LOG_ID_FILE)
-            found = lines[0] if lines else None
+            found = self._local_log_id(tablet)
             if found == log_id:
                 return
+            if found is not None and _log_id_number(found) > _log_id_number(log_id):
+                raise StaleView(f"{tablet}: the local replica belongs to log id {found}, newer "
+                                f"than the map's {log_id}; waiting for the map to catch up")
             log.warning("%s: local replica belongs to another creation of the log (%s, now %s);"
                         " deleting it", tablet, found, log_id)
             shutil.rmtree(directory)
@@ -256,6 +276,21 @@ class ReplicaManager:
             await replica.committer.close()
             replica.log.close()
         self.replicas.clear()
+
+
+class StaleView(Exception):
+    """The applied map is older than what is on disk; act once it has caught up."""
+
+
+def _log_id_number(log_id: str) -> int:
+    return int(log_id) if log_id.isdigit() else 0
+
+
+def _seen_by(view: ClusterView, log_id: str) -> bool:
+    """Has ``view`` applied the creation of the log whose id is ``log_id``? Only then may a
+    replica of it that the view does not place here be deleted."""
+    number = _log_id_number(log_id)
+    return 0 < number <= view.log_seq
 
 
 def _log_id(log_info: LogInfo) -> str:

@@ -1,6 +1,8 @@
 """GroupCommitter: shared fsyncs, acknowledgement after the covering fsync, policies, errors.
 
 fsyncs are observed and held through the ``storage.flush.sync_data`` seam, never by timing.
+Most tests hold an fsync while the loop goes on, so they run every flush in the executor
+(``inline_flush_bytes=0``); the inline path has its own test.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float 
 
 async def test_concurrent_appends_share_fsyncs(open_log: OpenLog, gate: SyncGate) -> None:
     log = open_log(fsync="always", segment_bytes=1 << 20)
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     appenders = 50
     acked: list[int] = []
 
@@ -89,7 +91,7 @@ async def test_appends_queued_before_the_flush_starts_share_one(
     open_log: OpenLog, gate: SyncGate
 ) -> None:
     log = open_log(fsync="always")
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     gate.release()
 
     async def append(i: int) -> None:
@@ -104,7 +106,7 @@ async def test_append_is_not_acknowledged_before_its_fsync(
     open_log: OpenLog, gate: SyncGate
 ) -> None:
     log = open_log(fsync="always")
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     result = log.append_as_leader(make_batch(), 0)
     waiting = asyncio.ensure_future(committer.wait_durable(result.end_offset))
     await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 5)
@@ -119,7 +121,7 @@ async def test_append_is_not_acknowledged_before_its_fsync(
 
 async def test_callback_form(open_log: OpenLog, gate: SyncGate) -> None:
     log = open_log(fsync="always")
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     outcomes: list[StorageError | None] = []
     end = log.append_as_leader(make_batch(), 0).end_offset
     committer.on_durable(end, outcomes.append)
@@ -132,7 +134,7 @@ async def test_callback_form(open_log: OpenLog, gate: SyncGate) -> None:
 
 async def test_interval_policy_returns_at_once_and_flushes_soon(open_log: OpenLog) -> None:
     log = open_log(fsync=20)
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     end = log.append_as_leader(make_batch(), 0).end_offset
     await committer.wait_durable(end)
     assert log.flushed_offset == 0  # returned before any fsync
@@ -143,7 +145,7 @@ async def test_interval_policy_returns_at_once_and_flushes_soon(open_log: OpenLo
 
 async def test_never_policy_does_not_flush(open_log: OpenLog, gate: SyncGate) -> None:
     log = open_log(fsync="never")
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     await committer.wait_durable(log.append_as_leader(make_batch(), 0).end_offset)
     await asyncio.sleep(0.02)
     assert committer.flushes == 0 and gate.calls == 0
@@ -154,7 +156,7 @@ async def test_fsync_failure_fails_every_waiter_now_and_later(
     open_log: OpenLog, gate: SyncGate
 ) -> None:
     log = open_log(fsync="always")
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     gate.fail = OSError(5, "EIO")
     gate.release()
     end = log.append_as_leader(make_batch(), 0).end_offset
@@ -170,7 +172,7 @@ async def test_truncation_while_waiting_fails_the_waiter(
     open_log: OpenLog, gate: SyncGate
 ) -> None:
     log = open_log(fsync="always")
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     log.append_as_leader(make_batch(), 0)
     first = asyncio.ensure_future(committer.wait_durable(3))
     await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 5)
@@ -188,7 +190,7 @@ async def test_truncation_while_waiting_fails_the_waiter(
 
 async def test_close_awaits_the_flush_in_flight(open_log: OpenLog, gate: SyncGate) -> None:
     log = open_log(fsync="always")
-    committer = GroupCommitter(log)
+    committer = GroupCommitter(log, inline_flush_bytes=0)
     end = log.append_as_leader(make_batch(), 0).end_offset
     waiting = asyncio.ensure_future(committer.wait_durable(end))
     await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 5)
@@ -200,3 +202,26 @@ async def test_close_awaits_the_flush_in_flight(open_log: OpenLog, gate: SyncGat
     await waiting  # its fsync completed: durable, not failed
     with pytest.raises(LogClosed):
         await committer.wait_durable(end + 1)
+
+
+class NoExecutor:
+    """An executor that must not be used: small flushes run on the loop thread."""
+
+    def submit(self, *_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a small flush went to the executor")
+
+
+async def test_small_flushes_run_inline_and_large_ones_in_the_executor(
+    open_log: OpenLog,
+) -> None:
+    log = open_log(fsync="always", segment_bytes=1 << 24)
+    inline = GroupCommitter(log, executor=NoExecutor(), inline_flush_bytes=64 * 1024)  # type: ignore[arg-type]
+    result = log.append_as_leader(make_batch(3), 0)
+    await inline.wait_durable(result.end_offset)
+    assert log.flushed_offset == result.end_offset
+    await inline.close()
+    threaded = GroupCommitter(log, inline_flush_bytes=1024)
+    big = log.append_as_leader(make_batch(50, value_size=1000), 0)
+    await threaded.wait_durable(big.end_offset)
+    assert log.flushed_offset == big.end_offset
+    assert threaded.flushes == 1
