@@ -132,7 +132,6 @@ class Cluster:
     #: What follows the Python executable on a node's command line (a wrapper module may run
     #: the node with test-only hooks, e.g. ``("-m", "tests.faults.node_debug")``).
     node_command: Sequence[str] = ("-m", "node")
-    _client_cuts: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -414,34 +413,15 @@ class Cluster:
 
     def partition(self, node_id: str, *, from_client: bool = False) -> None:
         """Cut ``node_id`` off from every other node (needs ``lab``); with ``from_client``,
-        from the test process too (blackhole routes to and from the bridge address)."""
-        lab = self._require_lab()
-        k = self.machine_of(node_id)
-        lab.partition(k)
-        if from_client:
-            _run_ip("-n", lab.namespace(k), "route", "add", "blackhole",
-                    f"{lab.bridge_address}/32")
-            try:
-                _run_ip("route", "add", "blackhole", f"{lab.address(k)}/32")
-            except AssertionError:
-                _run_ip("-n", lab.namespace(k), "route", "del", "blackhole",
-                        f"{lab.bridge_address}/32")
-                raise
-            self._client_cuts.add(node_id)
+        from the test process too (NetnsLab.partition's ``from_root``)."""
+        self._require_lab().partition(self.machine_of(node_id), from_root=from_client)
         self.faults.append(f"partition {node_id}" + (" (and from the client)" if from_client
                                                      else ""))
 
     def heal(self) -> None:
         """Undo every ``partition``."""
-        if self.lab is None:
-            return
-        for node_id in sorted(self._client_cuts):
-            k = self.machine_of(node_id)
-            _run_ip("-n", self.lab.namespace(k), "route", "del", "blackhole",
-                    f"{self.lab.bridge_address}/32")
-            _run_ip("route", "del", "blackhole", f"{self.lab.address(k)}/32")
-            self._client_cuts.discard(node_id)
-        self.lab.heal()
+        if self.lab is not None:
+            self.lab.heal()
 
     def _require_lab(self) -> NetnsLab:
         if self.lab is None:
@@ -467,23 +447,3 @@ def _netns_prefix(lab: NetnsLab) -> Callable[[str], Sequence[str]]:
     def prefix(node_id: str) -> Sequence[str]:
         return ("ip", "netns", "exec", lab.namespace(int(node_id.removeprefix("n"))))
     return prefix
-
-
-def _run_ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=False)
-    if proc.returncode != 0:
-        raise AssertionError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
-
-
-def wait_for_leader(cluster: Cluster, log: str, tablet: int, *, exclude: Sequence[str] = (),
-                    timeout_s: float = 20) -> str:
-    """Wait until a running node outside ``exclude`` leads the tablet; return its id."""
-    def leader() -> str | None:
-        found = cluster.leader_of(log, tablet)
-        return found if found and found not in exclude and found in cluster.running_nodes() \
-            else None
-    return wait_until(leader, timeout_s, f"a new leader for {log}/{tablet} outside {exclude}")
-
-
-def elapsed_since(start: float) -> float:
-    return time.monotonic() - start
