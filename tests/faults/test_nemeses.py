@@ -67,6 +67,7 @@ def test_nemesis_loses_nothing(tmp_path: Path, seed: int, capsys: pytest.Capture
                                nemeses: Sequence[Nemesis], faults: int, netns: bool) -> None:
     title = "+".join(repr(n) for n in nemeses)
     with fault_cluster(tmp_path, netns=netns) as cluster:
-        outcome = run(cluster, RunConfig(nemeses, faults, seed))
+        outcome = run(cluster, RunConfig(nemeses, faults, seed, stable_timeout_s=40,
+                                         converge_timeout_s=30))
         assert outcome.report.faults == faults or outcome.error
         verdict(outcome, cluster, title, capsys)
