@@ -2,10 +2,13 @@
 
 For every tablet it follows, the loop first reconciles its log with the leader's (Kafka
 KIP-101/279): it asks the leader for the end offset of its own latest epoch and truncates what
-lies beyond the smaller of the two ends for that epoch. Then it fetches from its end offset,
-appends the bytes verbatim (CRCs checked by storage), waits until they are durable per the
-log's fsync policy, and only then asks for more — so the next fetch offset it sends is its
-acknowledgement. Its high watermark is ``min(leader's, own end offset)``.
+lies beyond the smaller of the two ends for that epoch. Then, over one replication stream per
+leader node (see replication.protocol), it fetches from its end offset, appends the bytes
+verbatim (CRCs checked by storage) and fetches again at once, while group commit fsyncs what it
+appended; when that fsync completes it acknowledges the new durable offset in an ``A`` message.
+Fetching the next data while the last is being fsynced is what keeps replication both fast and
+honest: the leader counts only acknowledged (durable) offsets. Its high watermark is
+``min(leader's, own end offset)``.
 
 Event-loop thread only.
 """
@@ -13,6 +16,7 @@ Event-loop thread only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,10 +24,11 @@ from dataclasses import dataclass
 
 from replication.errors import PeerUnreachable
 from replication.model import TabletId
-from replication.peer_client import PeerClient, PeerError
+from replication.peer_client import PeerClient, PeerError, ReplicationStream
 from replication.protocol import (
     FENCED_LEADER_EPOCH,
     OFFSET_OUT_OF_RANGE,
+    Ack,
     FetchPosition,
     FetchRequest,
     ProtocolError,
@@ -34,6 +39,14 @@ from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
 
 log = logging.getLogger(__name__)
+
+
+def durable_offset(tablet_log: TabletLog) -> int:
+    """The end of what this replica may acknowledge: fsynced if the log fsyncs always,
+    written otherwise (the log's policy decides what an acknowledgement promises)."""
+    if tablet_log.config.fsync == "always":
+        return tablet_log.flushed_offset
+    return tablet_log.end_offset
 
 BACKOFF_S = 0.05
 FENCED_BACKOFF_S = 0.2
@@ -50,6 +63,7 @@ class FollowedTablet:
     needs_truncation: bool = True
     paused_until_s: float = 0.0
     removed: bool = False
+    acked_offset: int = 0  # the durable offset last reported to the leader
 
 
 ReportUnreachable = Callable[[str], Awaitable[None]]
@@ -82,6 +96,9 @@ class LeaderFetcher:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_report_s = 0.0
+        self._stream: ReplicationStream | None = None
+        self._ack_due: set[TabletId] = set()
+        self._ack_task: asyncio.Task[None] | None = None
         self.fetches = 0
 
     # ------------------------------------------------------------------ membership
@@ -122,19 +139,26 @@ class LeaderFetcher:
                     self._changed.clear()
                     await self._changed.wait()
                     continue
-                await self._round()
+                stream = await self._peer.open_stream(self.address, self._timeout_s)
+                self._stream = stream
+                try:
+                    while self.tablets:
+                        await self._round(stream)
+                finally:
+                    self._stream = None
+                    await stream.close()
             except asyncio.CancelledError:
                 raise
             except PeerUnreachable as exc:
                 await self._on_unreachable(exc)
             except (PeerError, ProtocolError) as exc:
-                log.warning("fetch from %s failed: %s", self.leader_id, exc)
+                log.warning("replication from %s failed: %s", self.leader_id, exc)
                 await self._idle(BACKOFF_S)
             except Exception:  # the root of a task: log, back off, go on
-                log.exception("fetch loop from %s crashed; restarting it", self.leader_id)
+                log.exception("replication from %s crashed; restarting it", self.leader_id)
                 await self._idle(1.0)
 
-    async def _round(self) -> None:
+    async def _round(self, stream: ReplicationStream) -> None:
         pending = [f for f in self.tablets.values() if f.needs_truncation and not f.removed]
         if pending:
             await asyncio.gather(*(self._reconcile(f) for f in pending))
@@ -144,25 +168,21 @@ class LeaderFetcher:
         if not active:
             await self._idle(BACKOFF_S)
             return
-        request = FetchRequest(
-            replica=self.node_id,
-            wait_ms=self._wait_ms,
-            max_bytes=self._max_bytes,
-            positions=tuple(
-                FetchPosition(f.tablet.log, f.tablet.index, f.leader_epoch,
-                              f.log.end_offset, f.log.high_watermark)
-                for f in active
-            ),
-        )
-        results = await self._peer.fetch(
-            self.address, request, self._timeout_s + self._wait_ms / 1000
-        )
+        positions = []
+        for f in active:
+            f.acked_offset = durable_offset(f.log)
+            positions.append(FetchPosition(f.tablet.log, f.tablet.index, f.leader_epoch,
+                                           f.log.end_offset, f.acked_offset,
+                                           f.log.high_watermark))
+        await stream.send_fetch(FetchRequest(self.node_id, self._wait_ms, self._max_bytes,
+                                             tuple(positions)))
+        results = await stream.receive_data(self._timeout_s + self._wait_ms / 1000)
         self.fetches += 1
-        await self._apply(active, results)
+        self._apply(active, results)
 
-    async def _apply(self, asked: list[FollowedTablet], results: list[TabletFetchResult]) -> None:
+    def _apply(self, asked: list[FollowedTablet], results: list[TabletFetchResult]) -> None:
+        """Append what came (verbatim, CRCs checked by storage); acks follow once durable."""
         by_id = {f.tablet: f for f in asked}
-        durable: list[tuple[FollowedTablet, int, TabletFetchResult]] = []
         for result in results:
             followed = by_id.get(TabletId(result.log, result.tablet))
             if followed is None or followed.removed:
@@ -180,14 +200,38 @@ class LeaderFetcher:
                     log.warning("corrupt bytes from %s for %s: %s; fetching again",
                                 self.leader_id, followed.tablet, exc)
                     continue
-                durable.append((followed, appended.end_offset, result))
-            else:
-                self._advance_high_watermark(followed, result)
-        if durable:
-            await asyncio.gather(*(f.committer.wait_durable(end) for f, end, _ in durable))
-            for followed, _, result in durable:
-                if not followed.removed:
-                    self._advance_high_watermark(followed, result)
+                if followed.log.config.fsync == "always":  # else the next fetch acks it
+                    followed.committer.on_durable(
+                        appended.end_offset, functools.partial(self._on_durable, followed))
+            self._advance_high_watermark(followed, result)
+
+    def _on_durable(self, followed: FollowedTablet, error: StorageError | None) -> None:
+        """An fsync covering appended data finished: acknowledge it without waiting for the
+        next fetch (coalesced: one ack message per loop iteration)."""
+        if error is not None or followed.removed:
+            return
+        self._ack_due.add(followed.tablet)
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
+
+    async def _send_acks(self) -> None:
+        await asyncio.sleep(0)  # let every fsync that finished in this iteration join in
+        due, self._ack_due = self._ack_due, set()
+        acks = []
+        for tablet in due:
+            followed = self.tablets.get(tablet)
+            if followed is None or followed.removed:
+                continue
+            durable = durable_offset(followed.log)
+            if durable > followed.acked_offset:
+                followed.acked_offset = durable
+                acks.append(Ack(tablet.log, tablet.index, followed.leader_epoch, durable))
+        stream = self._stream
+        if acks and stream is not None and not stream.closed:
+            try:
+                await stream.send_acks(self.node_id, acks)
+            except PeerUnreachable:
+                pass  # the fetch loop reconnects; its next fetch carries the durable offsets
 
     @staticmethod
     def _advance_high_watermark(followed: FollowedTablet, result: TabletFetchResult) -> None:

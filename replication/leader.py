@@ -34,9 +34,15 @@ from storage.results import AppendResult
 
 @dataclass(slots=True)
 class FollowerProgress:
-    """What the leader knows of one follower, from its fetches at the current epoch."""
+    """What the leader knows of one follower, from its fetches and acks at the current epoch.
 
-    end_offset: int | None = None  # None until it fetched at this epoch
+    ``fetch_offset`` is where it continues (its end offset); ``durable_offset`` what it
+    acknowledged (written and, with ``fsync: always``, fsynced). Both None until it fetched at
+    this epoch.
+    """
+
+    fetch_offset: int | None = None
+    durable_offset: int | None = None
     high_watermark: int = 0
     last_fetch_s: float = 0.0
     last_caught_up_s: float = 0.0
@@ -159,31 +165,40 @@ class TabletLeader:
 
     # ------------------------------------------------------------------ replication
 
-    def on_fetch(self, replica: str, fetch_offset: int, follower_hw: int) -> None:
-        """Record a follower's position from a fetch at this epoch (its acknowledgement)."""
+    def on_fetch(self, replica: str, fetch_offset: int, durable_offset: int,
+                 follower_hw: int) -> None:
+        """Record a follower's position from a fetch at this epoch."""
         progress = self.followers.get(replica)
         if progress is None:
             return
         now = self._clock()
         leader_end = self.log.end_offset
-        if (progress.end_offset is not None and fetch_offset < progress.end_offset
+        if (progress.fetch_offset is not None and fetch_offset < progress.fetch_offset
                 and fetch_offset < self.log.high_watermark):
             # The follower lost committed records (it truncated corrupt data, or restarted
             # without them): it must leave the ISR now, not after the lag timeout, so that it
             # cannot be elected before it has them again.
             progress.last_caught_up_s = float("-inf")
             progress.leader_end_at_last_fetch = leader_end
-            progress.end_offset = fetch_offset
+            progress.fetch_offset = progress.durable_offset = fetch_offset
             progress.last_fetch_s = now
             return
         if fetch_offset >= leader_end:
             progress.last_caught_up_s = now
         elif fetch_offset >= progress.leader_end_at_last_fetch and progress.last_fetch_s:
             progress.last_caught_up_s = max(progress.last_caught_up_s, progress.last_fetch_s)
-        progress.end_offset = fetch_offset
+        progress.fetch_offset = fetch_offset
         progress.high_watermark = follower_hw
         progress.last_fetch_s = now
         progress.leader_end_at_last_fetch = leader_end
+        self.on_ack(replica, durable_offset)
+
+    def on_ack(self, replica: str, durable_offset: int) -> None:
+        """A follower's acknowledgement: offsets below ``durable_offset`` are durable there."""
+        progress = self.followers.get(replica)
+        if progress is None or progress.fetch_offset is None:
+            return
+        progress.durable_offset = min(durable_offset, progress.fetch_offset)
         self._advance_high_watermark()
 
     def has_news_for(self, fetch_offset: int) -> bool:
@@ -212,9 +227,9 @@ class TabletLeader:
             if replica == self.node_id:
                 continue
             progress = self.followers.get(replica)
-            if progress is None or progress.end_offset is None:
+            if progress is None or progress.durable_offset is None:
                 return  # no position at this epoch yet: the high watermark cannot move
-            position = min(position, progress.end_offset)
+            position = min(position, progress.durable_offset)
         if position > self.log.high_watermark:
             self.log.set_high_watermark(position)
             self._release_waiters()
@@ -248,9 +263,9 @@ class TabletLeader:
             for r, p in self.followers.items()
             if r not in self.info.isr
             and r not in self.pending_isr_additions
-            and p.end_offset is not None
-            and p.end_offset >= hw
-            and p.end_offset >= self.epoch_start_offset
+            and p.durable_offset is not None
+            and p.durable_offset >= hw
+            and p.durable_offset >= self.epoch_start_offset
         ]
 
     # ------------------------------------------------------------------ long polls

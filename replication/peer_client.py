@@ -16,11 +16,15 @@ from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
 from replication.errors import PeerUnreachable
 from replication.protocol import (
     EPOCH_END_PATH,
-    FETCH_PATH,
+    MAX_MESSAGE_BYTES,
+    REPLICATE_PATH,
+    Ack,
     FetchRequest,
     ProtocolError,
     TabletFetchResult,
-    decode_fetch_response,
+    decode_data,
+    encode_ack,
+    encode_fetch,
 )
 from storage.errors import TabletLogError
 
@@ -48,13 +52,26 @@ class PeerClient:
     def session(self) -> aiohttp.ClientSession:
         return self._session
 
-    async def fetch(
-        self, address: str, request: FetchRequest, timeout_s: float
-    ) -> list[TabletFetchResult]:
-        """One long-polling fetch; raises PeerUnreachable, PeerError or ProtocolError."""
-        body = await self._post(address, FETCH_PATH, request.to_json(), timeout_s, raw=True)
-        assert isinstance(body, bytes)
-        return decode_fetch_response(body)
+    async def open_stream(self, address: str, timeout_s: float) -> ReplicationStream:
+        """Open a replication stream to the leader node at ``address``.
+
+        Raises PeerUnreachable (``refused`` when nothing listens there) or PeerError.
+        """
+        url = f"http://{address}{REPLICATE_PATH}"
+        try:
+            ws = await self._session.ws_connect(
+                url, headers=self._headers, compress=0, max_msg_size=MAX_MESSAGE_BYTES,
+                autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=timeout_s),
+                receive_timeout=None,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise PeerError(address, exc.status, "handshake_failed", exc.message) from None
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
+        return ReplicationStream(address, ws)
 
     async def epoch_end(
         self, address: str, log: str, tablet: int, leader_epoch: int, requested_epoch: int,
@@ -108,3 +125,51 @@ def _error_from(address: str, status: int, body: bytes) -> PeerError:
         return PeerError(address, status, str(parsed.get("error")), str(parsed.get("message")))
     except (ValueError, AttributeError):
         return PeerError(address, status, "http_error", body[:200].decode("utf-8", "replace"))
+
+
+class ReplicationStream:
+    """A follower's end of one replication stream (see replication.protocol).
+
+    One coroutine sends fetches and receives data; acks may be sent from another at any time
+    (sends are serialised). Event-loop thread only.
+    """
+
+    def __init__(self, address: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.address = address
+        self._ws = ws
+        self._send_lock = asyncio.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    async def send_fetch(self, request: FetchRequest) -> None:
+        await self._send(encode_fetch(request))
+
+    async def send_acks(self, replica: str, acks: list[Ack]) -> None:
+        await self._send(encode_ack(replica, acks))
+
+    async def receive_data(self, timeout_s: float) -> list[TabletFetchResult]:
+        """The answer to the outstanding fetch. Raises PeerUnreachable when the stream ends or
+        nothing arrives in time, ProtocolError on a malformed message."""
+        try:
+            message = await self._ws.receive(timeout=timeout_s)
+        except TimeoutError:
+            raise PeerUnreachable(self.address, f"no answer within {timeout_s:.1f} s",
+                                  refused=False) from None
+        if message.type != aiohttp.WSMsgType.BINARY:
+            raise PeerUnreachable(self.address, f"replication stream ended ({message.type.name})",
+                                  refused=False)
+        return decode_data(message.data)
+
+    async def _send(self, message: bytes) -> None:
+        async with self._send_lock:
+            try:
+                await self._ws.send_bytes(message)
+            except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+                raise PeerUnreachable(self.address, f"replication stream broken: {exc!r}",
+                                      refused=False) from None
+
+    async def close(self) -> None:
+        await self._ws.close()
+

@@ -447,3 +447,13 @@ def _netns_prefix(lab: NetnsLab) -> Callable[[str], Sequence[str]]:
     def prefix(node_id: str) -> Sequence[str]:
         return ("ip", "netns", "exec", lab.namespace(int(node_id.removeprefix("n"))))
     return prefix
+
+
+def wait_for_leader(cluster: Cluster, log: str, tablet: int, *, exclude: Sequence[str] = (),
+                    timeout_s: float = 20) -> str:
+    """Wait until a running node outside ``exclude`` leads the tablet; return its id."""
+    def leader() -> str | None:
+        found = cluster.leader_of(log, tablet)
+        return found if found and found not in exclude and found in cluster.running_nodes() \
+            else None
+    return wait_until(leader, timeout_s, f"a new leader for {log}/{tablet} outside {exclude}")

@@ -10,7 +10,7 @@ import pytest
 
 from replication.follower import FollowedTablet, LeaderFetcher
 from replication.model import TabletId
-from replication.protocol import FetchRequest, TabletFetchResult
+from replication.protocol import Ack, FetchRequest, TabletFetchResult
 from storage.batch import build_batch, iter_records
 from storage.config import LogConfig
 from storage.group_commit import GroupCommitter
@@ -20,17 +20,48 @@ from tests.waiting import wait_until
 TABLET = TabletId("log", 0)
 
 
+class FakeStream:
+    """The leader's end of a replication stream over one real log."""
+
+    def __init__(self, leader: FakeLeader) -> None:
+        self.leader = leader
+        self.request: FetchRequest | None = None
+        self.closed = False
+
+    async def send_fetch(self, request: FetchRequest) -> None:
+        self.request = request
+
+    async def send_acks(self, replica: str, acks: list[Ack]) -> None:
+        self.leader.acks.extend(acks)
+
+    async def receive_data(self, timeout_s: float) -> list[TabletFetchResult]:
+        del timeout_s
+        request, self.request = self.request, None
+        assert request is not None, "data asked for without a fetch"
+        for p in request.positions:
+            self.leader.durable_seen.append(p.durable_offset)
+        return await self.leader.answer(request)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
 class FakeLeader:
-    """The leader side of the fetch protocol over one real log (stands in for PeerClient)."""
+    """The leader side of the replication protocol over one real log (stands in for
+    PeerClient)."""
 
     def __init__(self, log: TabletLog, epoch: int) -> None:
         self.log = log
         self.epoch = epoch
         self.epoch_queries: list[int] = []
+        self.acks: list[Ack] = []
+        self.durable_seen: list[int] = []
 
-    async def fetch(self, address: str, request: FetchRequest,
-                    timeout_s: float) -> list[TabletFetchResult]:
+    async def open_stream(self, address: str, timeout_s: float) -> FakeStream:
         del address, timeout_s
+        return FakeStream(self)
+
+    async def answer(self, request: FetchRequest) -> list[TabletFetchResult]:
         results = []
         for p in request.positions:
             data = self.log.read_bytes(p.fetch_offset, 1 << 20, self.log.end_offset) \
@@ -60,7 +91,7 @@ def values(log: TabletLog) -> list[str]:
 @pytest.fixture
 def logs(tmp_path: Path) -> Iterator[tuple[TabletLog, TabletLog]]:
     leader = TabletLog.open(tmp_path / "leader", LogConfig(fsync="never"))
-    follower = TabletLog.open(tmp_path / "follower", LogConfig(fsync="never"))
+    follower = TabletLog.open(tmp_path / "follower", LogConfig(fsync="always"))
     yield leader, follower
     leader.close()
     follower.close()
@@ -126,3 +157,12 @@ async def test_high_watermark_follows_the_leader_but_not_past_own_end(
     leader.set_high_watermark(4)
     await replicate(leader, follower, 0)
     assert follower.high_watermark == 4
+
+
+async def test_durable_offsets_are_acknowledged(logs: tuple[TabletLog, TabletLog]) -> None:
+    leader, follower = logs
+    write(leader, 0, [f"c{i}" for i in range(6)])
+    fake = await replicate(leader, follower, 0)
+    acknowledged = [a.durable_offset for a in fake.acks] + fake.durable_seen
+    assert max(acknowledged) == 6, "the follower acknowledged what it fsynced"
+    assert all(d <= follower.flushed_offset for d in acknowledged)

@@ -53,11 +53,11 @@ async def test_high_watermark_is_min_over_the_isr(log: TabletLog) -> None:
     await leader.committer.wait_durable(result.end_offset)
     leader.on_durable()
     assert log.high_watermark == 0, "followers have not fetched at this epoch yet"
-    leader.on_fetch("b", 5, 0)
+    leader.on_fetch("b", 5, 5, 0)
     assert log.high_watermark == 0, "c has not fetched"
-    leader.on_fetch("c", 3, 0)
+    leader.on_fetch("c", 3, 3, 0)
     assert log.high_watermark == 3
-    leader.on_fetch("c", 5, 3)
+    leader.on_fetch("c", 5, 5, 3)
     assert log.high_watermark == 5
 
 
@@ -66,10 +66,10 @@ async def test_acks_all_waits_for_every_isr_member(log: TabletLog) -> None:
     result = leader.append(batch(2))
     waiting = asyncio.create_task(leader.wait_acked(result, "all", timeout_s=5))
     await asyncio.sleep(0.05)
-    leader.on_fetch("b", 2, 0)
+    leader.on_fetch("b", 2, 2, 0)
     await asyncio.sleep(0.01)
     assert not waiting.done()
-    leader.on_fetch("c", 2, 0)
+    leader.on_fetch("c", 2, 2, 0)
     await asyncio.wait_for(waiting, 1)
     assert log.high_watermark == 2
 
@@ -110,9 +110,9 @@ async def test_pending_isr_addition_holds_the_high_watermark_back(log: TabletLog
     result = leader.append(batch(4))
     await leader.committer.wait_durable(result.end_offset)
     leader.pending_isr_additions.add("c")
-    leader.on_fetch("b", 4, 0)
+    leader.on_fetch("b", 4, 4, 0)
     assert log.high_watermark == 0, "c counts as soon as its addition is requested"
-    leader.on_fetch("c", 4, 0)
+    leader.on_fetch("c", 4, 4, 0)
     assert log.high_watermark == 4
 
 
@@ -120,7 +120,7 @@ async def test_removal_counts_only_once_confirmed(log: TabletLog) -> None:
     leader = make_leader(log, Clock())
     result = leader.append(batch(2))
     await leader.committer.wait_durable(result.end_offset)
-    leader.on_fetch("b", 2, 0)
+    leader.on_fetch("b", 2, 2, 0)
     assert log.high_watermark == 0
     leader.update_info(info(isr=("a", "b"), version=1))
     assert log.high_watermark == 2
@@ -131,15 +131,15 @@ async def test_lagging_and_caught_up_followers(log: TabletLog) -> None:
     leader = make_leader(log, clock, isr=("a", "b"))
     result = leader.append(batch(3))
     await leader.committer.wait_durable(result.end_offset)
-    leader.on_fetch("b", 3, 0)
+    leader.on_fetch("b", 3, 3, 0)
     assert log.high_watermark == 3
-    leader.on_fetch("c", 1, 0)
+    leader.on_fetch("c", 1, 1, 0)
     clock.now += 10
     assert leader.lagging_followers(5.0) == ["b"], "b has not fetched for 10 s"
-    leader.on_fetch("b", 3, 0)
+    leader.on_fetch("b", 3, 3, 0)
     assert leader.lagging_followers(5.0) == []
     assert leader.caught_up_followers() == [], "c is behind the high watermark"
-    leader.on_fetch("c", 3, 0)
+    leader.on_fetch("c", 3, 3, 0)
     assert leader.caught_up_followers() == ["c"]
 
 
@@ -148,8 +148,8 @@ async def test_a_follower_that_lost_committed_records_is_out_at_once(log: Tablet
     leader = make_leader(log, clock)
     result = leader.append(batch(5))
     await leader.committer.wait_durable(result.end_offset)
-    leader.on_fetch("b", 5, 0)
-    leader.on_fetch("c", 5, 0)
+    leader.on_fetch("b", 5, 5, 0)
+    leader.on_fetch("c", 5, 5, 0)
     assert log.high_watermark == 5
-    leader.on_fetch("c", 2, 5)  # c truncated corrupt data: it no longer has offsets 2..4
+    leader.on_fetch("c", 2, 2, 5)  # c truncated corrupt data: it no longer has offsets 2..4
     assert leader.lagging_followers(1000.0) == ["c"]
