@@ -66,7 +66,10 @@ async def replicate(request: web.Request) -> web.WebSocketResponse:
                     log.warning("closing a replication stream: a second fetch while one is open")
                     break
                 ctx.metrics.fetch_requests.inc()
-                serving = asyncio.create_task(_serve_fetch(ctx, ws, decoded))
+                # Positions are recorded now, in message order: an ack that follows this fetch
+                # on the stream must find the fetch offset it acknowledges already known.
+                checked = [_check(ctx, decoded.replica, p) for p in decoded.positions]
+                serving = asyncio.create_task(_serve_fetch(ws, decoded, checked))
             else:
                 _apply_acks(ctx, *decoded)
     finally:
@@ -85,9 +88,10 @@ def _apply_acks(ctx: NodeContext, replica: str, acks: list[Ack]) -> None:
             leader.on_ack(replica, ack.durable_offset)
 
 
-async def _serve_fetch(ctx: NodeContext, ws: web.WebSocketResponse,
-                       request: FetchRequest) -> None:
-    checked = [_check(ctx, request.replica, p) for p in request.positions]
+async def _serve_fetch(
+    ws: web.WebSocketResponse, request: FetchRequest,
+    checked: list[tuple[FetchPosition, TabletLeader | TabletFetchResult]],
+) -> None:
     active = [(p, target) for p, target in checked if isinstance(target, TabletLeader)]
     if len(active) == len(checked) and active and request.wait_ms > 0 and not any(
         leader.has_news_for(p.fetch_offset) for p, leader in active

@@ -216,22 +216,24 @@ class LeaderFetcher:
 
     async def _send_acks(self) -> None:
         await asyncio.sleep(0)  # let every fsync that finished in this iteration join in
-        due, self._ack_due = self._ack_due, set()
-        acks = []
-        for tablet in due:
-            followed = self.tablets.get(tablet)
-            if followed is None or followed.removed:
+        while self._ack_due:  # fsyncs that finish while we send are acknowledged next
+            due, self._ack_due = self._ack_due, set()
+            acks = []
+            for tablet in due:
+                followed = self.tablets.get(tablet)
+                if followed is None or followed.removed:
+                    continue
+                durable = durable_offset(followed.log)
+                if durable > followed.acked_offset:
+                    followed.acked_offset = durable
+                    acks.append(Ack(tablet.log, tablet.index, followed.leader_epoch, durable))
+            stream = self._stream
+            if not acks or stream is None or stream.closed:
                 continue
-            durable = durable_offset(followed.log)
-            if durable > followed.acked_offset:
-                followed.acked_offset = durable
-                acks.append(Ack(tablet.log, tablet.index, followed.leader_epoch, durable))
-        stream = self._stream
-        if acks and stream is not None and not stream.closed:
             try:
                 await stream.send_acks(self.node_id, acks)
             except PeerUnreachable:
-                pass  # the fetch loop reconnects; its next fetch carries the durable offsets
+                return  # the fetch loop reconnects; its next fetch carries the durable offsets
 
     @staticmethod
     def _advance_high_watermark(followed: FollowedTablet, result: TabletFetchResult) -> None:
