@@ -62,14 +62,13 @@ async def replicate(request: web.Request) -> web.WebSocketResponse:
                 log.warning("closing a replication stream: %s", exc)
                 break
             if isinstance(decoded, FetchRequest):
-                if serving is not None and not serving.done():
-                    log.warning("closing a replication stream: a second fetch while one is open")
-                    break
                 ctx.metrics.fetch_requests.inc()
                 # Positions are recorded now, in message order: an ack that follows this fetch
                 # on the stream must find the fetch offset it acknowledges already known.
                 checked = [_check(ctx, decoded.replica, p) for p in decoded.positions]
-                serving = asyncio.create_task(_serve_fetch(ws, decoded, checked))
+                # The follower fetches again once it has our answer, which may be before our
+                # send has returned (draining): answer in order, after the previous one.
+                serving = asyncio.create_task(_serve_fetch(ws, decoded, checked, serving))
             else:
                 _apply_acks(ctx, *decoded)
     finally:
@@ -91,7 +90,10 @@ def _apply_acks(ctx: NodeContext, replica: str, acks: list[Ack]) -> None:
 async def _serve_fetch(
     ws: web.WebSocketResponse, request: FetchRequest,
     checked: list[tuple[FetchPosition, TabletLeader | TabletFetchResult]],
+    previous: asyncio.Task[None] | None,
 ) -> None:
+    if previous is not None:
+        await previous
     active = [(p, target) for p, target in checked if isinstance(target, TabletLeader)]
     if len(active) == len(checked) and active and request.wait_ms > 0 and not any(
         leader.has_news_for(p.fetch_offset) for p, leader in active
