@@ -93,7 +93,7 @@ async def _serve_fetch(
     previous: asyncio.Task[None] | None,
 ) -> None:
     if previous is not None:
-        await previous
+        await previous  # never raises: see the end of this function
     active = [(p, target) for p, target in checked if isinstance(target, TabletLeader)]
     if len(active) == len(checked) and active and request.wait_ms > 0 and not any(
         leader.has_news_for(p.fetch_offset) for p, leader in active
@@ -112,7 +112,10 @@ async def _serve_fetch(
         else:
             result = target
         results.append(result)
-    await ws.send_bytes(encode_data(results))
+    try:
+        await ws.send_bytes(encode_data(results))
+    except ConnectionError:
+        pass  # the follower went away; the stream's receive loop ends and cleans up
 
 
 def _check(
