@@ -65,9 +65,14 @@ class NemesisContext:
     failover_timeout_s: float = 30.0
     stable_timeout_s: float = 60.0
     notes: list[str] = field(default_factory=list)
+    progress: Path | None = None  # also append every note here as it happens (long runs)
 
     def note(self, text: str) -> None:
-        self.notes.append(f"t={self.clock():7.2f} {text}")
+        line = f"t={self.clock():7.2f} {text}"
+        self.notes.append(line)
+        if self.progress is not None:
+            with self.progress.open("a") as f:
+                f.write(line + "\n")
 
 
 class Nemesis(ABC):

@@ -151,7 +151,8 @@ def run(cluster: Cluster, config: RunConfig) -> Outcome:
     workload = Workload(urls, config.log, config.tablets, seed=config.seed, clock=clock,
                         config=config.workload)
     ctx = NemesisContext(cluster, config.log, config.tablets, rng, clock, workload,
-                         stable_timeout_s=config.stable_timeout_s)
+                         stable_timeout_s=config.stable_timeout_s,
+                         progress=cluster.base_dir / "progress.log")
     available = [n for n in config.nemeses if n.available(cluster) is None]
     assert available, f"none of {list(config.nemeses)} can run on this cluster"
     history = History()
