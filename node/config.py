@@ -119,7 +119,7 @@ class Tuning:
     heartbeat_interval_ms: int = 200
     session_timeout_ms: int = 3000
     replica_lag_max_ms: int = 3000
-    fetch_wait_max_ms: int = 500
+    fetch_wait_max_ms: int = 200
     request_timeout_ms: int = 10_000
     raft_append_entries_period_ms: int = 50
     raft_min_timeout_ms: int = 200

@@ -42,7 +42,7 @@ FAST_TUNING: dict[str, int] = {
     "heartbeat_interval_ms": 200,
     "session_timeout_ms": 2500,
     "replica_lag_max_ms": 2500,
-    "fetch_wait_max_ms": 500,
+    "fetch_wait_max_ms": 200,
     "request_timeout_ms": 8000,
 }
 
