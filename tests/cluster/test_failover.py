@@ -218,3 +218,50 @@ def test_replicas_of_a_log_deleted_while_down_are_removed(cluster: Cluster) -> N
     cluster.start("n3")
     cluster.wait_ready(["n3"])
     wait_until(lambda: not tablets_dir.exists(), 15, "n3 deletes its replicas of the old log")
+
+
+def test_fast_double_failover_truncates_a_tail_the_new_leader_never_saw(cluster: Cluster) -> None:
+    """KIP-279: a replica holds records of an epoch the next leader never had (it was paused
+    then): when it comes back it asks for the end of that epoch, gets the end of an older one,
+    and truncates there — not at its own end, and not losing what both had."""
+    cluster.create_log("double", tablets=1, min_insync_replicas=1)
+    cluster.produce("double", [{"value": f"c{i}"} for i in range(10)])
+    first, second, third = cluster.tablet("double", 0)["replicas"]
+    assert cluster.leader_of("double", 0) == first
+
+    def write_tail(leader: str, paused: list[str], prefix: str, count: int) -> None:
+        """Records on ``leader`` (and any unpaused follower), not on the paused ones."""
+        for node in paused:
+            cluster.pause(node)
+        time.sleep(3 * FAST_TUNING["fetch_wait_max_ms"] / 1000)  # parked fetches are answered
+        cluster.produce("double", [{"value": f"{prefix}{i}"} for i in range(count)], acks="1",
+                        node_id=leader)
+
+    # Epoch 0: x0..x2 reach first and second, not third; first dies; second leads (epoch 1).
+    write_tail(first, [third], "x", 3)
+    wait_until(lambda: cluster.replica_view("double", 0, second)["end_offset"] == 13, 10,
+               f"{second} copies the x tail")
+    cluster.kill(first)
+    cluster.resume(third)
+    assert wait_for_leader(cluster, "double", 0, exclude=[first]) == second
+    cluster.start(first)
+    wait_until(lambda: set(cluster.tablet("double", 0, second)["isr"]) == {first, second, third},
+               30, f"{first} rejoins the ISR")
+
+    # Epoch 1: y0, y1 reach only second, which dies at once; first leads (epoch 2).
+    write_tail(second, [first, third], "y", 2)
+    cluster.kill(second)
+    cluster.resume(first)
+    cluster.resume(third)
+    assert wait_for_leader(cluster, "double", 0, exclude=[second]) == first
+    z = cluster.produce("double", [{"value": f"z{i}"} for i in range(4)], node_id=first)
+    assert z[0]["offset"] == 13, "the new leader has the x tail but never saw the y tail"
+
+    cluster.start(second)  # holds y0, y1 at epoch 1, which the new leader never had
+    wait_until(lambda: set(cluster.tablet("double", 0, first)["isr"]) == {first, second, third},
+               30, f"{second} truncates its epoch-1 tail, catches up and rejoins the ISR")
+    wait_until(lambda: cluster.digests_agree("double", 0, [first, second, third]), 20,
+               "all three replicas hold the same records")
+    values = [r["value"] for r in cluster.read_all("double", 0)]
+    assert values == ([f"c{i}" for i in range(10)] + [f"x{i}" for i in range(3)]
+                      + [f"z{i}" for i in range(4)])
