@@ -12,6 +12,7 @@ Quick start::
             print(record.offset, record.value)
 """
 
+from client.accumulator import Delivery
 from client.async_client import AsyncClient
 from client.consumer import Consumer
 from client.errors import ClientError
@@ -33,6 +34,7 @@ __all__ = [
     "ClientError",
     "ClusterInfo",
     "Consumer",
+    "Delivery",
     "LogDescription",
     "NodeInfo",
     "Producer",

@@ -20,7 +20,7 @@ from client.consumer import Consumer, Reset, Start
 from client.errors import ClientError, NotFound, ProtocolError
 from client.metadata import Metadata, log_path
 from client.models import ClusterInfo, LogDescription, LogStatus, Status
-from client.producer import Acks, Producer
+from client.producer import DEFAULT_MAX_BATCH_BYTES, Acks, Producer
 from client.transport import HttpTransport, Response, Transport
 
 TabletKey = tuple[str, int]
@@ -169,7 +169,7 @@ class AsyncClient:
         *,
         acks: Acks = "all",
         linger_ms: float = 5,
-        max_batch_bytes: int = 1024 * 1024,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         idempotent: bool = True,
         delivery_timeout_s: float = 120.0,
         **options: Any,

@@ -29,8 +29,9 @@ from client.errors import ClientError, NotFound, OffsetOutOfRange, ProtocolError
 from client.metadata import log_path
 from client.models import Record
 from client.transport import Response
-from storage.batch import iter_records
+from storage.batch import HEADER_SIZE, iter_headers
 from storage.errors import CorruptBatch
+from storage.records import decode_records
 
 if TYPE_CHECKING:
     from client.async_client import AsyncClient
@@ -98,7 +99,8 @@ class Consumer:
         self._position: int | None = start if isinstance(start, int) else None
         self.high_watermark: int | None = None
         self.start_offset: int | None = None
-        self._buffer: list[Record] = []
+        self._buffer: list[Record] = []  # the last poll's records; __anext__ yields from _next
+        self._next = 0
         self._at_end = False
 
     @property
@@ -127,19 +129,25 @@ class Consumer:
         """Move to a new start position; the next record comes from there."""
         self._start = parse_start(start)
         self._position = start if isinstance(start, int) else None
-        self._buffer.clear()
+        self._buffer = []
+        self._next = 0
         self._at_end = False
 
     def __aiter__(self) -> AsyncIterator[Record]:
         return self
 
     async def __anext__(self) -> Record:
-        while not self._buffer:
+        buffer, index = self._buffer, self._next
+        if index < len(buffer):  # the common case: no fetch, no copy
+            self._next = index + 1
+            return buffer[index]
+        while True:
             if self._stop_at_end and self._at_end:
                 raise StopAsyncIteration
-            self._buffer = list(reversed(await self.poll()))
-        record = self._buffer.pop()
-        return record
+            buffer = await self.poll()
+            if buffer:
+                self._buffer, self._next = buffer, 1
+                return buffer[0]
 
     async def poll(self) -> list[Record]:
         """One fetch: the next records from ``position`` (may be empty after the long-poll).
@@ -189,8 +197,23 @@ class Consumer:
         return records
 
     def _decode(self, response: Response, position: int) -> list[Record]:
+        """The records at or after ``position`` (checksums checked), batch by batch: only a
+        batch that starts before the position is filtered record by record."""
+        view = memoryview(response.body)
+        decoded: list[Record] = []
         try:
-            decoded = [r for r in iter_records(response.body) if r.offset >= position]
+            for pos, h in iter_headers(view):
+                if h.end_offset <= position:
+                    continue
+                records = decode_records(bytes(view[pos + HEADER_SIZE : pos + h.size]),
+                                         h.base_offset, h.append_time_ms, h.first_timestamp,
+                                         h.record_count)
+                if h.base_offset < position:
+                    records = [r for r in records if r.offset >= position]
+                if decoded:
+                    decoded += records
+                else:
+                    decoded = records
         except CorruptBatch as exc:
             raise ProtocolError(
                 f"node {response.address} sent a corrupt batch for tablet {self._tablet}: {exc}",

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from client.accumulator import Delivery
 from client.async_client import AsyncClient, TabletKey
 from client.consumer import Consumer, Reset, Start
 from client.models import ClusterInfo, LogDescription, Record, RecordMetadata, Status
@@ -190,7 +191,8 @@ class SyncConsumer:
     def __init__(self, client: Client, consumer: Consumer) -> None:
         self._client = client
         self._consumer = consumer
-        self._buffer: list[Record] = []
+        self._buffer: list[Record] = []  # the last poll's records; __next__ yields from _next
+        self._next = 0
         self._lock = threading.Lock()
 
     @property
@@ -203,7 +205,7 @@ class SyncConsumer:
 
     def seek(self, start: Start) -> None:
         with self._lock:
-            self._buffer.clear()
+            self._buffer, self._next = [], 0
             self._client.run(self._consumer.seek(start))
 
     def poll(self) -> list[Record]:
@@ -215,11 +217,13 @@ class SyncConsumer:
 
     def __next__(self) -> Record:
         with self._lock:
-            while not self._buffer:
+            index = self._next
+            while index >= len(self._buffer):
                 if self._consumer.at_end and self._stop_at_end:
                     raise StopIteration
-                self._buffer = list(reversed(self._client.run(self._consumer.poll())))
-            return self._buffer.pop()
+                self._buffer, index = self._client.run(self._consumer.poll()), 0
+            self._next = index + 1
+            return self._buffer[index]
 
     @property
     def _stop_at_end(self) -> bool:
@@ -227,7 +231,7 @@ class SyncConsumer:
 
 
 def _copy_outcome(
-    source: asyncio.Future[RecordMetadata], target: concurrent.futures.Future[RecordMetadata]
+    source: Delivery, target: concurrent.futures.Future[RecordMetadata]
 ) -> None:
     if source.cancelled():
         target.cancel()

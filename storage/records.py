@@ -79,6 +79,27 @@ def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
 RecordInput = tuple[bytes | None, bytes | None]
 """(key, value) of a record to encode; either may be None."""
 
+_TABLE_SIZE = 1 << 13
+# zig-zag varints of 0 .. 8191 (one or two bytes each): lengths and offset deltas of the records
+# of a typical batch come from here instead of a write_varint call per field
+_VARINTS: list[bytes] = []
+for _n in range(_TABLE_SIZE):
+    _buf = bytearray()
+    write_varint(_buf, _n)
+    _VARINTS.append(bytes(_buf))
+del _n, _buf
+# the one-byte zig-zag varints decoded: byte -> value
+_ZIGZAG_BYTE = [(b >> 1) ^ -(b & 1) for b in range(0x80)]
+_new_tuple = tuple.__new__
+
+
+def _varint_bytes(n: int) -> bytes:
+    if 0 <= n < _TABLE_SIZE:
+        return _VARINTS[n]
+    out = bytearray()
+    write_varint(out, n)
+    return bytes(out)
+
 
 def encode_records(
     records: Sequence[RecordInput],
@@ -87,8 +108,38 @@ def encode_records(
 ) -> tuple[bytearray, int]:
     """Encode records with timestamp delta 0 (they share the batch's create time).
 
-    Returns (bytes, record count).
+    Returns (bytes, record count). The hot loop of every producer: a record without headers is
+    the parts ``length, 0 (attributes), 0 (timestamp delta), offset delta, key, value, 0
+    (header count)`` joined once at the end, with the varints from a table.
     """
+    if headers is not None:
+        return _encode_with_headers(records, headers)
+    parts: list[bytes] = []
+    extend = parts.extend
+    table, table_size, varint = _VARINTS, _TABLE_SIZE, _varint_bytes
+    for i, (key, value) in enumerate(records):
+        delta = table[i] if i < table_size else varint(i)
+        if key is None:
+            key_len, key_data = b"\x01", b""
+        else:
+            n = len(key)
+            key_len, key_data = table[n] if n < table_size else varint(n), key
+        if value is None:
+            value_len, value_data = b"\x01", b""
+        else:
+            n = len(value)
+            value_len, value_data = table[n] if n < table_size else varint(n), value
+        # attributes + timestamp delta + header count: 3 bytes
+        n = 3 + len(delta) + len(key_len) + len(key_data) + len(value_len) + len(value_data)
+        extend((table[n] if n < table_size else varint(n), b"\x00\x00", delta, key_len,
+                key_data, value_len, value_data, b"\x00"))
+    return bytearray(b"".join(parts)), len(records)
+
+
+def _encode_with_headers(
+    records: Sequence[RecordInput], headers: Sequence[Sequence[tuple[str, bytes | None]]]
+) -> tuple[bytearray, int]:
+    """The general encoder: any record may carry headers."""
     out = bytearray()
     rec = bytearray()
     for i, (key, value) in enumerate(records):
@@ -106,7 +157,7 @@ def encode_records(
         else:
             write_varint(rec, len(value))
             rec += value
-        hdrs = headers[i] if headers is not None else ()
+        hdrs = headers[i]
         write_varint(rec, len(hdrs))
         for hkey, hval in hdrs:
             hk = hkey.encode()
@@ -125,18 +176,21 @@ def encode_records(
 def decode_records(  # noqa: PLR0915 - the hot loop of every consumer, inlined on purpose
     body: bytes, base_offset: int, append_time_ms: int, first_timestamp: int, count: int
 ) -> list[Record]:
-    """Decode one batch's records. The hot loop of every consumer: one-byte varints (lengths
-    below 64, small deltas) are decoded inline, anything longer takes the general path."""
+    """Decode one batch's records. The hot loop of every consumer: one- and two-byte varints
+    (lengths below 8192, small deltas) are decoded inline, anything longer takes the general
+    path; records are built with ``tuple.__new__`` (a NamedTuple's own constructor is Python)."""
     records: list[Record] = []
     append = records.append
     base, append_time, first_ts = base_offset, append_time_ms, first_timestamp
+    zz, new, record, no_headers = _ZIGZAG_BYTE, _new_tuple, Record, ()
     size = len(body)
     pos = 0
     try:
         for _ in range(count):
             b = body[pos]
             if b < 0x80:
-                length, pos = (b >> 1) ^ -(b & 1), pos + 1
+                length = zz[b]
+                pos += 1
             elif body[pos + 1] < 0x80:  # two-byte varint: lengths up to 8191
                 b = (b & 0x7F) | (body[pos + 1] << 7)
                 length, pos = (b >> 1) ^ -(b & 1), pos + 2
@@ -148,40 +202,57 @@ def decode_records(  # noqa: PLR0915 - the hot loop of every consumer, inlined o
             p = pos + 1  # attributes
             b = body[p]
             if b < 0x80:
-                ts_delta, p = (b >> 1) ^ -(b & 1), p + 1
+                ts_delta = zz[b]
+                p += 1
             else:
                 ts_delta, p = read_varint(body, p)
             b = body[p]
             if b < 0x80:
-                off_delta, p = (b >> 1) ^ -(b & 1), p + 1
+                off_delta = zz[b]
+                p += 1
+            elif body[p + 1] < 0x80:
+                b = (b & 0x7F) | (body[p + 1] << 7)
+                off_delta, p = (b >> 1) ^ -(b & 1), p + 2
             else:
                 off_delta, p = read_varint(body, p)
             b = body[p]
-            if b < 0x80:
-                n, p = (b >> 1) ^ -(b & 1), p + 1
+            if b == 1:  # zig-zag(-1): no key, the common case
+                key = None
+                p += 1
             else:
-                n, p = read_varint(body, p)
-            key = None if n < 0 else body[p : p + n]
-            p += max(n, 0)
+                if b < 0x80:
+                    n = zz[b]
+                    p += 1
+                else:
+                    n, p = read_varint(body, p)
+                if n < 0:
+                    key = None
+                else:
+                    key = body[p : p + n]
+                    p += n
             b = body[p]
             if b < 0x80:
-                n, p = (b >> 1) ^ -(b & 1), p + 1
+                n = zz[b]
+                p += 1
             elif body[p + 1] < 0x80:
                 b = (b & 0x7F) | (body[p + 1] << 7)
                 n, p = (b >> 1) ^ -(b & 1), p + 2
             else:
                 n, p = read_varint(body, p)
-            value = None if n < 0 else body[p : p + n]
-            p += max(n, 0)
+            if n < 0:
+                value = None
+            else:
+                value = body[p : p + n]
+                p += n
             if body[p] == 0:  # no headers: the common case
-                headers: tuple[tuple[str, bytes | None], ...] = ()
+                headers: tuple[tuple[str, bytes | None], ...] = no_headers
                 p += 1
             else:
                 headers, p = _read_headers(body, p, end)
             if p != end:
                 raise CorruptBatch("record length does not match its fields")
-            append(Record(base + off_delta, append_time, key, value, headers,
-                          first_ts + ts_delta))
+            append(new(record, (base + off_delta, append_time, key, value, headers,
+                                first_ts + ts_delta)))
             pos = end
     except IndexError:
         raise CorruptBatch("record fields run past the end of their batch") from None

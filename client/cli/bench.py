@@ -17,6 +17,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from client.accumulator import Delivery
 from client.async_client import AsyncClient
 from client.cli.common import (
     EXIT_OK,
@@ -29,7 +30,6 @@ from client.cli.common import (
     stdout_console,
 )
 from client.errors import AlreadyExists, NotFound
-from client.models import RecordMetadata
 from client.producer import ProducerStats
 from storage.batch import HEADER_SIZE, MAX_BATCH_BYTES
 
@@ -98,10 +98,10 @@ async def run_bench(args: argparse.Namespace) -> int:
     failures: list[BaseException] = []
     acknowledged = 0
 
-    def on_done(future: asyncio.Future[RecordMetadata]) -> None:
+    def on_done(delivery: Delivery) -> None:
         nonlocal acknowledged
-        if future.exception() is not None:
-            failures.append(future.exception() or RuntimeError("failed"))
+        if delivery.exception() is not None:
+            failures.append(delivery.exception() or RuntimeError("failed"))
         else:
             acknowledged += 1
 

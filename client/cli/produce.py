@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
+from client.accumulator import Delivery
 from client.cli.common import (
     EXIT_OK,
     UsageError,
@@ -31,7 +32,6 @@ from client.cli.common import (
     print_json_line,
 )
 from client.errors import ClientError
-from client.models import RecordMetadata
 
 _CHUNK_BYTES = 256 * 1024
 
@@ -115,7 +115,7 @@ async def run_produce(args: argparse.Namespace) -> int:
         raise UsageError("--key-sep cannot be empty")
     key = args.key.encode() if args.key is not None else None
     key_sep = args.key_sep.encode() if args.key_sep is not None else None
-    pending: deque[asyncio.Future[RecordMetadata]] = deque()
+    pending: deque[Delivery] = deque()
     produced = 0
     failure: BaseException | None = None
     async with make_client(args) as client:
@@ -148,7 +148,7 @@ async def run_produce(args: argparse.Namespace) -> int:
 
 
 def _report_done(
-    pending: deque[asyncio.Future[RecordMetadata]],
+    pending: deque[Delivery],
     produced: int,
     args: argparse.Namespace,
     *,

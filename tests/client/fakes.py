@@ -8,14 +8,18 @@ only script the data requests. No cluster behaviour is simulated beyond what a t
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from client.errors import ConnectionFailed, RequestTimeout
 from client.transport import Params, Response
-from storage.batch import BatchHeader, parse_header
+from storage.batch import BatchHeader, iter_headers, iter_records, parse_header
+from storage.errors import DuplicateSequence, OutOfOrderSequence
+from storage.producers import ProducerStateManager
 
 
 @dataclass
@@ -153,3 +157,78 @@ class Acknowledger:
         return json_response(200, {"tablet": tablet, "base_offset": base,
                                    "end_offset": base + header.record_count,
                                    "duplicate": False})
+
+
+class IdempotentLeader:
+    """Answers produce calls like a leader that appends and checks producer sequences with the
+    server's own rules (``storage.producers.ProducerStateManager``: duplicates answered with
+    the original offsets, gaps with ``out_of_order_sequence``).
+
+    ``fault(n, call)`` (the n-th produce request, from 0) may script a failure: ``"refuse"``
+    (connection refused, nothing sent), ``"lost"`` (appended, but the answer never arrives),
+    ``"timeout"`` (503 timeout, nothing appended), ``"bad"`` (400, nothing appended).
+    ``delay(n)`` seconds pass before request n is processed (on top of ``latency_s``), so a
+    test can make one request overtake another. Single event loop; not thread-safe.
+    """
+
+    def __init__(
+        self,
+        latency_s: float = 0.002,
+        fault: Callable[[int, Call], str | None] | None = None,
+        delay: Callable[[int], float] | None = None,
+    ) -> None:
+        self.latency_s = latency_s
+        self.fault = fault or (lambda _n, _call: None)
+        self.delay = delay or (lambda _n: 0.0)
+        self.logs: dict[int, list[bytes | None]] = {}
+        self.producers: dict[int, ProducerStateManager] = {}
+        self.requests = 0
+        self.active = 0
+        self.most_active = 0
+        self.active_at_start: list[int] = []
+
+    async def answer(self, call: Call) -> Response | BaseException:
+        n = self.requests
+        self.requests += 1
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        self.active_at_start.append(self.active)
+        try:
+            await asyncio.sleep(self.latency_s + self.delay(n))
+            return self._process(n, call)
+        finally:
+            self.active -= 1
+
+    def _process(self, n: int, call: Call) -> Response | BaseException:
+        fault = self.fault(n, call)
+        if fault == "refuse":
+            return ConnectionFailed("refused", address=call.address, sent=False)
+        if fault == "timeout":
+            return error_response(503, "timeout")
+        if fault == "bad":
+            return error_response(400, "bad_request")
+        tablet = tablet_of(call)
+        assert call.data is not None
+        try:
+            base, end, duplicate = self._append(tablet, call.data)
+        except OutOfOrderSequence as exc:
+            return error_response(409, "out_of_order_sequence", str(exc))
+        if fault == "lost":
+            return RequestTimeout("the answer was lost", address=call.address)
+        return json_response(200, {"tablet": tablet, "base_offset": base, "end_offset": end,
+                                   "duplicate": duplicate})
+
+    def _append(self, tablet: int, data: bytes) -> tuple[int, int, bool]:
+        state = self.producers.setdefault(tablet, ProducerStateManager())
+        headers = [h for _pos, h in iter_headers(data)]
+        try:
+            state.check_request(headers)
+        except DuplicateSequence as dup:
+            return dup.base_offset, dup.end_offset, True
+        log = self.logs.setdefault(tablet, [])
+        base = len(log)
+        for pos, h in iter_headers(data):
+            start = len(log)
+            log.extend(r.value for r in iter_records(data[pos : pos + h.size]))
+            state.update(h, start, len(log))
+        return base, len(log), False

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from client.accumulator import Delivery
 from client.async_client import AsyncClient
-from client.models import Record, RecordMetadata
+from client.models import Record
 from tests.client.conftest import bootstrap_of, running_cluster
 from tests.cluster.harness import Cluster
 from tests.waiting import wait_until
@@ -55,7 +56,7 @@ async def test_leader_failing_mid_stream_loses_and_duplicates_nothing(
             followers = [asyncio.create_task(follow(client, t, seen[t])) for t in range(TABLETS)]
             producer = client.producer(LOG, linger_ms=2, delivery_timeout_s=120,
                                        request_timeout_s=3)
-            futures: list[asyncio.Future[RecordMetadata]] = []
+            futures: list[Delivery] = []
             for i in range(RECORDS):
                 futures.append(await producer.send(f"r{i}", key=f"k{i % 30}"))
                 if i == RECORDS // 3:  # mid-stream, with batches in flight

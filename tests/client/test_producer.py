@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from client.accumulator import SEQUENCE_MAX, PendingRecord, TabletQueue
+from client.accumulator import SEQUENCE_MAX, TabletQueue
 from client.async_client import AsyncClient
 from client.errors import (
     ConnectionFailed,
@@ -306,7 +306,9 @@ async def test_acks_zero_reports_offset_minus_one(client: AsyncClient, scripted:
     await producer.close()
 
 
-async def test_one_batch_in_flight_per_tablet(client: AsyncClient, scripted: Scripted) -> None:
+async def test_without_idempotence_one_batch_in_flight_per_tablet(
+    client: AsyncClient, scripted: Scripted
+) -> None:
     release = asyncio.Event()
     in_flight = 0
     most = 0
@@ -320,7 +322,7 @@ async def test_one_batch_in_flight_per_tablet(client: AsyncClient, scripted: Scr
         return scripted.acks.answer(call)
 
     scripted.data = slow_leader
-    producer = client.producer("events", linger_ms=0, max_batch_records=1)
+    producer = client.producer("events", linger_ms=0, max_batch_records=1, idempotent=False)
     futures = [await producer.send(b"x", tablet=0) for _ in range(5)]
     await asyncio.sleep(0.05)
     assert len(scripted.transport.data_calls()) == 1
@@ -328,7 +330,7 @@ async def test_one_batch_in_flight_per_tablet(client: AsyncClient, scripted: Scr
     assert [(await f).offset for f in futures] == [0, 1, 2, 3, 4]
     assert most == 1
     sequences = [c.batch.base_sequence for c in scripted.transport.data_calls()]
-    assert sequences == [0, 1, 2, 3, 4]
+    assert sequences == [-1] * 5
     await producer.close()
 
 
@@ -372,13 +374,14 @@ async def test_bad_options_are_rejected(client: AsyncClient) -> None:
 
 
 async def test_a_session_near_the_sequence_limit_starts_over() -> None:
-    loop = asyncio.get_running_loop()
-    queue = TabletQueue(0, producer_id=5, next_sequence=SEQUENCE_MAX - 1)
-    for _ in range(3):
-        queue.queue.append(PendingRecord(None, b"v", loop.create_future(), 17, 0.0))
-        queue.queued_bytes += 17
-    header = parse_header(queue.take_batch(1 << 20, 100, idempotent=True).payload)
+    queue = TabletQueue(0, producer_id=5, next_sequence=SEQUENCE_MAX - 1, session_acked=True)
+    batch = queue.open_batch(time.monotonic(), 60)
+    batch.records.extend([(None, b"v")] * 3)
+    queue.encode(batch, idempotent=True)
+    assert batch.payload is not None
+    header = parse_header(batch.payload)
     assert header.producer_id not in (5, -1)
+    assert header.producer_id == batch.producer_id == queue.producer_id
     assert header.base_sequence == 0
     assert queue.next_sequence == 3
-    assert queue.queued_bytes == 0
+    assert not queue.session_acked  # the leader does not know the new id yet
