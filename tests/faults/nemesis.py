@@ -10,6 +10,7 @@ a healthy cluster and the recovery is part of what is measured.
 * ``kill-leader``      SIGKILL a tablet leader, wait for a new leader, restart it;
 * ``restart-leader``   SIGTERM a tablet leader (controlled shutdown hands leadership off while
                        writes are in flight), start it again: a rolling-restart step;
+* ``restart-controller`` SIGTERM the controller node, start it again;
 * ``pause-leader``     SIGSTOP a tablet leader for 1–5 s (across the session timeout), SIGCONT;
 * ``partition-leader`` cut a tablet leader off from its peers (half the time from the test
                        process too) in network namespaces until a new leader is elected, heal;
@@ -292,6 +293,23 @@ class RestartLeader(Nemesis):
                      f"leader of tablet {tablet}; exit code {code}")
 
 
+class RestartController(Nemesis):
+    """SIGTERM the controller node (graceful), then start it again: the controller role must
+    move without disturbing the other nodes."""
+
+    name = "restart-controller"
+
+    def run(self, ctx: NemesisContext) -> Fault:
+        controller = ctx.cluster.controller()
+        if controller is None:
+            raise NemesisError("no controller to restart")
+        started = ctx.clock()
+        code = ctx.cluster.stop(controller)
+        time.sleep(ctx.rng.uniform(0.0, 1.0))  # stay down a little
+        ctx.cluster.start(controller)
+        return Fault(self.name, controller, started, ctx.clock(), f"exit code {code}")
+
+
 class PauseLeader(Nemesis):
     name = "pause-leader"
 
@@ -428,6 +446,7 @@ class CorruptFollower(Nemesis):
         mode = ctx.rng.choice(self.modes)
         corruptor = bit_flip(ctx.rng) if mode == "bitflip" else truncation(ctx.rng)
         how = ctx.rng.choice(("kill", "stop"))
+        role = _role(ctx, tablet, victim)
         started = ctx.clock()
         if how == "kill":
             ctx.cluster.kill(victim)
@@ -436,12 +455,22 @@ class CorruptFollower(Nemesis):
         what = ctx.cluster.corrupt(victim, ctx.log, tablet, corruptor)
         ctx.cluster.start(victim)
         return Fault(f"{self.name}/{mode}", victim, started, ctx.clock(),
-                     f"tablet {tablet}, after {how}: {what}")
+                     f"tablet {tablet} ({role} just before the {how}): {what}")
+
+
+def _role(ctx: NemesisContext, tablet: int, node: str) -> str:
+    """``node``'s role in ``tablet`` now (it may have changed since the nemesis chose it)."""
+    try:
+        info = next(t for t in tablets_view(ctx) if t["tablet"] == tablet)
+    except (NoAnswer, StopIteration):
+        return "role unknown"
+    role = "leader" if info["leader"] == node else "follower"
+    return f"{role}, ISR {info['isr']}"
 
 
 ALL_NEMESES: tuple[Nemesis, ...] = (
-    KillLeader(), RestartLeader(), PauseLeader(), PartitionLeader(), KillAll(), CorruptFollower(),
-    RestartAll(),
+    KillLeader(), RestartLeader(), RestartController(), PauseLeader(), PartitionLeader(), KillAll(),
+    CorruptFollower(), RestartAll(),
 )
 
 

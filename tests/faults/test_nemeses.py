@@ -22,6 +22,7 @@ from tests.faults.nemesis import (
     PartitionLeader,
     PauseLeader,
     RestartAll,
+    RestartController,
     RestartLeader,
 )
 from tests.faults.runner import Outcome, RunConfig, fault_cluster, run
@@ -55,6 +56,7 @@ def verdict(outcome: Outcome, cluster: Cluster, title: str,
         pytest.param([KillLeader()], 2, False, id="kill-leader"),
         # Cheap faults, and the leader hand-off races are narrow: a few more of them.
         pytest.param([RestartLeader()], 5, False, id="restart-leader"),
+        pytest.param([RestartController()], 2, False, id="restart-controller"),
         pytest.param([PauseLeader()], 2, False, id="pause-leader"),
         pytest.param([PartitionLeader()], 2, True, id="partition-leader", marks=needs_netns),
         pytest.param([KillAll()], 2, False, id="kill-all"),
