@@ -7,6 +7,12 @@ metadata and retries with backoff, so it follows leader changes without the call
 Each fetch long-polls up to ``wait_ms``. The first batch of an answer may start before the
 requested offset (it is the batch that contains it), so records below the position are skipped.
 
+Fetching ahead (``prefetch``, on by default): when an answer leaves the consumer behind the high
+watermark, the request for the next position is sent before this answer is decoded, so the
+node reads the next records while the caller decodes and works through these (``seek`` and
+``close`` drop it). Decoding is batch by batch: checksums are checked, records are built straight
+from the batch bytes, and only a batch that starts before the position is filtered.
+
 Starting points: ``"earliest"`` (the tablet's start offset), ``"latest"`` (its high watermark: only
 records produced from now on), an ``int`` offset, or ``{"timestamp": ms}`` (the first record
 appended at or after that time).
@@ -21,6 +27,7 @@ iterator).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Literal
@@ -29,7 +36,7 @@ from client.errors import ClientError, NotFound, OffsetOutOfRange, ProtocolError
 from client.metadata import log_path
 from client.models import Record
 from client.transport import Response
-from storage.batch import HEADER_SIZE, iter_headers
+from storage.batch import HEADER_SIZE, BatchHeader, iter_headers
 from storage.errors import CorruptBatch
 from storage.records import decode_records
 
@@ -82,6 +89,7 @@ class Consumer:
         retry_backoff_ms: float = 100,
         retry_backoff_max_ms: float = 2000,
         retry_timeout_s: float | None = None,
+        prefetch: bool = True,
     ) -> None:
         if tablet < 0:
             raise ValueError("a tablet index cannot be negative")
@@ -101,6 +109,8 @@ class Consumer:
         self.start_offset: int | None = None
         self._buffer: list[Record] = []  # the last poll's records; __anext__ yields from _next
         self._next = 0
+        self._prefetching = prefetch
+        self._prefetch: tuple[int, asyncio.Task[Response]] | None = None
         self._at_end = False
 
     @property
@@ -129,6 +139,7 @@ class Consumer:
         """Move to a new start position; the next record comes from there."""
         self._start = parse_start(start)
         self._position = start if isinstance(start, int) else None
+        self._cancel_prefetch()
         self._buffer = []
         self._next = 0
         self._at_end = False
@@ -179,35 +190,82 @@ class Consumer:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
 
     async def _fetch(self, position: int) -> list[Record]:
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None and prefetch[0] == position:
+            response = await prefetch[1]
+        else:
+            if prefetch is not None:
+                prefetch[1].cancel()
+            response = await self._request(position)
+        response.raise_for_error()
+        batches = self._batches(response)
+        end = batches[-1][1].end_offset if batches else position
+        hw = response.int_header(HIGH_WATERMARK_HEADER)
+        if self._prefetching and position < end and hw is not None and end < hw:
+            # the next fetch starts now: the node reads it while we decode this one
+            self._start_prefetch(end)
+            await asyncio.sleep(0)  # the prefetch sends its request
+        try:
+            records = self._decode(response, batches, position)
+        except ProtocolError:
+            self._cancel_prefetch()
+            raise
+        self._update_marks(response, records)
+        return records
+
+    async def _request(self, position: int) -> Response:
         wait_ms = 0 if self._stop_at_end else self._wait_ms
         params: dict[str, str | int] = {
             "offset": position, "max_bytes": self._max_bytes, "wait_ms": wait_ms,
         }
         metadata = self._client.metadata
-        response = await metadata.request_any(
+        return await metadata.request_any(
             "GET",
             log_path(self._log, "tablets", self._tablet, "batches"),
             params=params,
             timeout_s=self._client.timeout_s + wait_ms / 1000,
             first=metadata.leader_address(self._log, self._tablet),
         )
-        response.raise_for_error()
-        records = self._decode(response, position)
-        self._update_marks(response, records)
-        return records
 
-    def _decode(self, response: Response, position: int) -> list[Record]:
-        """The records at or after ``position`` (checksums checked), batch by batch: only a
-        batch that starts before the position is filtered record by record."""
-        view = memoryview(response.body)
+    def _start_prefetch(self, position: int) -> None:
+        """Fetch from ``position`` ahead of time (only behind the high watermark, where the
+        answer comes at once, without a long poll)."""
+        task = asyncio.get_running_loop().create_task(self._request(position))
+        task.add_done_callback(_retrieve)
+        self._prefetch = (position, task)
+
+    def _cancel_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch[1].cancel()
+            self._prefetch = None
+
+    async def close(self) -> None:
+        """Drop a fetch started ahead of time (if any); the consumer stays usable."""
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:
+            prefetch[1].cancel()
+            with contextlib.suppress(asyncio.CancelledError, ClientError):
+                await prefetch[1]
+
+    def _batches(self, response: Response) -> list[tuple[int, BatchHeader]]:
+        """(position, header) of each batch of the answer, checksums checked."""
+        try:
+            return list(iter_headers(memoryview(response.body)))
+        except CorruptBatch as exc:
+            raise self._corrupt(response, exc) from exc
+
+    def _decode(self, response: Response, batches: list[tuple[int, BatchHeader]],
+                position: int) -> list[Record]:
+        """The records at or after ``position``, batch by batch: only a batch that starts
+        before the position is filtered record by record."""
+        body = response.body
         decoded: list[Record] = []
         try:
-            for pos, h in iter_headers(view):
+            for pos, h in batches:
                 if h.end_offset <= position:
                     continue
-                records = decode_records(bytes(view[pos + HEADER_SIZE : pos + h.size]),
-                                         h.base_offset, h.append_time_ms, h.first_timestamp,
-                                         h.record_count)
+                records = decode_records(body[pos + HEADER_SIZE : pos + h.size], h.base_offset,
+                                         h.append_time_ms, h.first_timestamp, h.record_count)
                 if h.base_offset < position:
                     records = [r for r in records if r.offset >= position]
                 if decoded:
@@ -215,11 +273,14 @@ class Consumer:
                 else:
                     decoded = records
         except CorruptBatch as exc:
-            raise ProtocolError(
-                f"node {response.address} sent a corrupt batch for tablet {self._tablet}: {exc}",
-                address=response.address,
-            ) from exc
+            raise self._corrupt(response, exc) from exc
         return decoded
+
+    def _corrupt(self, response: Response, exc: CorruptBatch) -> ProtocolError:
+        return ProtocolError(
+            f"node {response.address} sent a corrupt batch for tablet {self._tablet}: {exc}",
+            address=response.address,
+        )
 
     def _update_marks(self, response: Response, records: list[Record]) -> None:
         assert self._position is not None
@@ -268,3 +329,9 @@ class Consumer:
         except ClientError as exc:
             if not exc.retriable:
                 raise
+
+
+def _retrieve(task: asyncio.Task[Response]) -> None:
+    """A prefetch nobody waits for any more must not log "exception never retrieved"."""
+    if not task.cancelled():
+        task.exception()

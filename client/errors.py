@@ -112,7 +112,9 @@ class PayloadTooLarge(ServerError):
 class OutOfOrderSequence(ServerError):
     """The leader saw a sequence gap for this producer: earlier records were lost or reordered.
 
-    The producer fails the batch and starts a new producer session for the tablet.
+    The producer retries a batch that got it while an earlier batch of the tablet was unsettled
+    (a consequence of that one); for a batch sent alone it fails the batch and starts a new
+    producer session for the tablet (see ``client.sender``).
     """
 
     code = "out_of_order_sequence"

@@ -175,28 +175,34 @@ class Producer:
             index = await self._route(key_bytes, tablet)
         size = RECORD_OVERHEAD_BYTES + (len(key_bytes) if key_bytes is not None else 0) + (
             len(value_bytes) if value_bytes is not None else 0)
-        if size + HEADER_SIZE > MAX_BATCH_BYTES:
-            raise PayloadTooLarge(f"a record of {size} bytes exceeds the batch limit")
-        if self._buffered_bytes + size > self._max_buffer_bytes and self._buffered_bytes > 0:
-            await self._wait_for_space(size)
+        buffered = self._buffered_bytes + size
+        if buffered > self._max_buffer_bytes:
+            if size + HEADER_SIZE > MAX_BATCH_BYTES:
+                raise PayloadTooLarge(f"a record of {size} bytes exceeds the batch limit")
+            if self._buffered_bytes > 0:
+                await self._wait_for_space(size)
+            buffered = self._buffered_bytes + size
         state = self._tablets.get(index)
-        if state is None or state.task is None or state.task.done():
-            state = self._state(index)
-        batch = state.open
+        batch = state.open if state is not None else None
         full = False
         if (batch is None or batch.size + size > self._batch_room
                 or len(batch.records) >= self._max_batch_records):
+            if size + HEADER_SIZE > MAX_BATCH_BYTES:
+                raise PayloadTooLarge(f"a record of {size} bytes exceeds the batch limit")
             full = batch is not None
+            state = self._state(index)  # (re)starts the tablet's sender if need be
             batch = state.open_batch(time.monotonic(), self._delivery_timeout_s)
         records = batch.records
         records.append((key_bytes, value_bytes))
         batch.size += size
-        self._buffered_bytes += size
+        self._buffered_bytes = buffered
         delivery = Delivery(batch, len(records) - 1)
-        self._unyielded += 1
-        if full or self._unyielded >= _YIELD_EVERY:
+        unyielded = self._unyielded + 1
+        if full or unyielded >= _YIELD_EVERY:
             self._unyielded = 0
             await asyncio.sleep(0)  # let the sender take the full batch
+        else:
+            self._unyielded = unyielded
         return delivery
 
     async def send_and_wait(
@@ -218,7 +224,8 @@ class Producer:
             return
         self._sender.flushing += 1
         try:
-            for state in self._tablets.values():
+            for tablet, state in self._tablets.items():
+                self._state(tablet)  # (re)starts the tablet's sender if need be
                 state.wakeup.set()
             # asyncio.wait, not gather: cancelling a flush must not cancel the batches
             await asyncio.wait(pending)

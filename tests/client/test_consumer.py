@@ -17,10 +17,11 @@ class TabletLog:
     """Answers the binary consume endpoint from a list of (base offset, values) batches."""
 
     def __init__(self, batches: list[tuple[int, list[bytes]]], high_watermark: int,
-                 start_offset: int = 0) -> None:
+                 start_offset: int = 0, per_fetch: int | None = None) -> None:
         self.batches = batches
         self.high_watermark = high_watermark
         self.start_offset = start_offset
+        self.per_fetch = per_fetch  # batches per answer at most (as max_bytes would)
 
     def answer(self, call: Call) -> Response:
         offset = int(call.params["offset"])
@@ -29,10 +30,14 @@ class TabletLog:
                                   end_offset=self.high_watermark)
         body = b""
         next_offset = offset
+        answered = 0
         for base, values in self.batches:
             end = base + len(values)
             if end <= offset or end > self.high_watermark:
                 continue
+            if self.per_fetch is not None and answered == self.per_fetch:
+                break
+            answered += 1
             body += build_batch([(b"k", v) for v in values], base_offset=base,
                                 append_time_ms=1_700_000_000_000 + base)
             next_offset = end
@@ -198,3 +203,60 @@ def test_parse_start_accepts_the_four_forms(start: object) -> None:
 def test_parse_start_rejects_anything_else(start: object) -> None:
     with pytest.raises(ValueError, match="a start is"):
         parse_start(start)
+
+
+# ---------------------------------------------------------------------------------------------
+# fetching ahead
+
+
+def three_batches() -> TabletLog:
+    return TabletLog([(0, [b"a", b"b"]), (2, [b"c"]), (3, [b"d", b"e"])], high_watermark=5,
+                     per_fetch=1)
+
+
+async def test_the_next_fetch_starts_while_the_records_are_decoded(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    scripted.data = three_batches().answer
+    consumer = client.consume("events", 0, 0, stop_at_end=True)
+    assert [r.offset for r in await consumer.poll()] == [0, 1]
+    offsets = [c.params["offset"] for c in scripted.transport.data_calls()]
+    assert offsets == ["0", "2"]  # fetched ahead, before the caller asked
+    assert [r.offset async for r in consumer] == [2, 3, 4]
+    offsets = [c.params["offset"] for c in scripted.transport.data_calls()]
+    assert offsets == ["0", "2", "3"]  # nothing ahead of the high watermark
+
+
+async def test_without_prefetch_one_fetch_per_poll(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    scripted.data = three_batches().answer
+    consumer = client.consume("events", 0, 0, stop_at_end=True, prefetch=False)
+    assert [r.offset for r in await consumer.poll()] == [0, 1]
+    assert len(scripted.transport.data_calls()) == 1
+    assert [r.offset async for r in consumer] == [2, 3, 4]
+
+
+async def test_a_failed_fetch_ahead_is_retried(client: AsyncClient, scripted: Scripted) -> None:
+    log = three_batches()
+    failures = [ConnectionFailed("reset", address="h1:1")]
+
+    def answer(call: Call) -> Response | BaseException:
+        if call.params["offset"] == "2" and failures:
+            return failures.pop()
+        return log.answer(call)
+
+    scripted.data = answer
+    consumer = client.consume("events", 0, 0, stop_at_end=True, retry_backoff_ms=1)
+    assert [r.offset async for r in consumer] == [0, 1, 2, 3, 4]
+    assert [c.params["offset"] for c in scripted.transport.data_calls()] == ["0", "2", "2", "3"]
+
+
+async def test_seek_drops_the_fetch_ahead(client: AsyncClient, scripted: Scripted) -> None:
+    scripted.data = three_batches().answer
+    consumer = client.consume("events", 0, 0, stop_at_end=True)
+    assert [r.offset for r in await consumer.poll()] == [0, 1]
+    await consumer.seek(0)
+    assert [r.offset for r in await consumer.poll()] == [0, 1]
+    await consumer.close()
+    assert [r.offset async for r in consumer] == [2, 3, 4]
