@@ -69,6 +69,7 @@ class ProducerStats:
     failed_batches: int = 0
     duplicates: int = 0
     batch_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    last_error: BaseException | None = None  # of the last batch that failed for good
 
 
 class Producer:
@@ -168,11 +169,17 @@ class Producer:
         key_bytes = key if key is None or type(key) is bytes else to_bytes(key)
         value_bytes = value if value is None or type(value) is bytes else to_bytes(value)
         count = self._tablet_count
-        if tablet is None and key_bytes is None and count:
+        if not count:
+            index = await self._route(key_bytes, tablet)
+        elif tablet is not None and 0 <= tablet < count:
+            index = tablet
+        elif tablet is None and key_bytes is not None:
+            index = tablet_for_key(key_bytes, count)
+        elif tablet is None:
             self._round_robin += 1
             index = self._round_robin % count
         else:
-            index = await self._route(key_bytes, tablet)
+            index = await self._route(key_bytes, tablet)  # raises NotFound
         size = RECORD_OVERHEAD_BYTES + (len(key_bytes) if key_bytes is not None else 0) + (
             len(value_bytes) if value_bytes is not None else 0)
         buffered = self._buffered_bytes + size

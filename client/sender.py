@@ -305,15 +305,22 @@ class Sender:
         stats.batch_latencies_s.append(time.monotonic() - batch.sent_at)
         if not batch.future.done():
             batch.future.set_result(base_offset)
-        self._release(batch)
+        self._settled(batch)
 
     def _fail(self, state: TabletQueue, batch: ProducerBatch, exc: BaseException) -> None:
         self.stats.failed_batches += 1
+        self.stats.last_error = exc
         if (self._idempotent and batch.payload is not None
                 and batch.producer_id == state.producer_id):
             # the leader may or may not hold this sequence range now: start a new session
             state.new_session()
         if not batch.future.done():
             batch.future.set_exception(exc)
+        self._settled(batch)
+
+    def _settled(self, batch: ProducerBatch) -> None:
+        """Free the bytes (deliveries the caller keeps hold only the batch's outcome)."""
         self._release(batch)
+        batch.payload = None
+        batch.records = []
 

@@ -17,7 +17,6 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from client.accumulator import Delivery
 from client.async_client import AsyncClient
 from client.cli.common import (
     EXIT_OK,
@@ -95,16 +94,6 @@ async def _ensure_log(client: AsyncClient, log: str) -> None:
 async def run_bench(args: argparse.Namespace) -> int:
     batch_bytes = min(MAX_BATCH_BYTES, max(64 * 1024, args.batch * (args.size + 24) + HEADER_SIZE))
     value = os.urandom(args.size)
-    failures: list[BaseException] = []
-    acknowledged = 0
-
-    def on_done(delivery: Delivery) -> None:
-        nonlocal acknowledged
-        if delivery.exception() is not None:
-            failures.append(delivery.exception() or RuntimeError("failed"))
-        else:
-            acknowledged += 1
-
     async with make_client(args) as client:
         await _ensure_log(client, args.log)
         producer = client.producer(
@@ -112,6 +101,7 @@ async def run_bench(args: argparse.Namespace) -> int:
             max_batch_bytes=batch_bytes, max_batch_records=args.batch,
             delivery_timeout_s=args.delivery_timeout,
         )
+        stats = producer.stats  # progress and failures from the counters: no work per record
         progress = Progress(
             TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=stdout_console(), transient=True, disable=args.json,
@@ -120,20 +110,20 @@ async def run_bench(args: argparse.Namespace) -> int:
         with progress:
             task = progress.add_task("records", total=args.records)
             for i in range(args.records):
-                (await producer.send(value)).add_done_callback(on_done)
+                _ = await producer.send(value)
                 if i % 1000 == 0:
-                    progress.update(task, completed=acknowledged)
-                if failures:
-                    break
-            while acknowledged + len(failures) < args.records and not failures:
-                progress.update(task, completed=acknowledged)
+                    progress.update(task, completed=stats.records_sent)
+                    if stats.failed_batches:
+                        break
+            while stats.records_sent < args.records and not stats.failed_batches:
+                progress.update(task, completed=stats.records_sent)
                 await asyncio.sleep(0.1)
             await producer.close()
-            progress.update(task, completed=acknowledged)
+            progress.update(task, completed=stats.records_sent)
         elapsed = time.perf_counter() - started
-    if failures:
-        raise failures[0]  # main() prints it as one line with the right exit status
-    summary = summarize(args.records, args.size, elapsed, producer.stats)
+    if stats.last_error is not None:
+        raise stats.last_error  # main() prints it as one line with the right exit status
+    summary = summarize(args.records, args.size, elapsed, stats)
     summary.update(log=args.log, acks=args.acks)
     if args.json:
         print_json(summary)
