@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from node.config import ConfigError
 from node.context import CONTEXT, NodeContext
 from node.forwarding import forward, may_forward
-from node.http_errors import ApiError, bad_request
+from node.http_errors import ApiError, bad_request, unknown_log
 from node.peer_api import leader_stats
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
 from replication.errors import NotController, PeerUnreachable
@@ -115,7 +115,7 @@ async def delete_log(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     name = request.match_info["log"]
     if name not in ctx.view.logs:
-        raise ApiError("not_found", f"no log named {name!r}")
+        raise unknown_log(ctx, name)
     forwarded = await _via_controller(ctx, request, None,
                                       lambda: ctx.controller.delete_log(name))
     if forwarded is None or forwarded.status < 300:
@@ -221,7 +221,7 @@ async def describe_log(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     name = request.match_info["log"]
     if name not in ctx.view.logs:
-        raise ApiError("not_found", f"no log named {name!r}")
+        raise unknown_log(ctx, name)
     return web.json_response(await describe(ctx, name))
 
 

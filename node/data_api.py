@@ -17,7 +17,7 @@ from aiohttp import web
 from node.consume import ReadOutcome, read_committed, records_json, replica_digest
 from node.context import CONTEXT, NodeContext
 from node.forwarding import forward, may_forward
-from node.http_errors import ApiError, bad_request
+from node.http_errors import ApiError, bad_request, unknown_log
 from node.produce import (
     BATCH_CONTENT_TYPE,
     ProduceOutcome,
@@ -69,7 +69,7 @@ async def produce_json(request: web.Request) -> web.Response:
     log_name = request.match_info["log"]
     log_info = ctx.view.logs.get(log_name)
     if log_info is None:
-        raise ApiError("not_found", f"no log named {log_name!r}")
+        raise unknown_log(ctx, log_name)
     raw = await request.json()
     if not isinstance(raw, dict):
         raise bad_request("the body must be a JSON object with a records list")
@@ -276,7 +276,7 @@ def _tablet(ctx: NodeContext, request: web.Request) -> TabletId:
     log_name = request.match_info["log"]
     log_info = ctx.view.logs.get(log_name)
     if log_info is None:
-        raise ApiError("not_found", f"no log named {log_name!r}")
+        raise unknown_log(ctx, log_name)
     raw = request.match_info["tablet"]
     if not raw.isdigit() or int(raw) >= log_info.tablet_count:
         raise ApiError("not_found", f"log {log_name} has tablets 0..{log_info.tablet_count - 1}, "

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from node.context import NodeContext
 
 from replication.errors import NotController, NotLeader
 from storage.errors import DuplicateSequence, OffsetOutOfRange, TabletLogError
@@ -56,6 +59,15 @@ class ApiError(TabletLogError):
 
 def bad_request(message: str) -> ApiError:
     return ApiError("bad_request", message)
+
+
+def unknown_log(ctx: NodeContext, name: str) -> ApiError:
+    """404 for a log the map does not hold — or 503 while this node is still catching up with
+    the map (a restarted node replaying its metadata), when "no such log" is not yet known."""
+    if not ctx.store.ready:
+        return ApiError("metadata_unavailable", f"this node is still loading the cluster "
+                        f"metadata; retry (log {name!r} may exist)")
+    return ApiError("not_found", f"no log named {name!r}")
 
 
 def error_response(code: str, message: str, status: int | None = None,

@@ -21,10 +21,10 @@ import aiohttp
 
 from node.context import NO_FORWARD_HEADER, NodeContext
 from node.http_errors import ApiError
-from replication.errors import NoLeader, NotLeader, PeerUnreachable
+from replication.errors import NoLeader, NotLeader, PeerUnreachable, ReplicationTimeout
 from replication.leader import TabletLeader
 from replication.model import TabletId
-from storage.errors import DuplicateSequence
+from storage.errors import DuplicateSequence, TabletLogError
 from storage.results import AppendResult
 
 BATCH_CONTENT_TYPE = "application/vnd.tabletlog.batches"
@@ -66,7 +66,14 @@ async def append_locally(
         # The producer resent a batch we hold: answer with where it landed, once acknowledged.
         result = AppendResult(dup.base_offset, dup.end_offset, 0, 0, 0)
         duplicate = True
-    await leader.wait_acked(result, acks, timeout_s)
+    try:
+        await leader.wait_acked(result, acks, timeout_s)
+    except ReplicationTimeout:
+        raise
+    except TabletLogError as exc:
+        # Once appended, no failure may read as "not written": a retry would store it twice.
+        raise ReplicationTimeout(f"the write was appended but not acknowledged ({exc}); it may "
+                                 "or may not have committed") from exc
     return ProduceOutcome(leader.tablet.index, result.base_offset, result.end_offset, duplicate)
 
 

@@ -42,6 +42,7 @@ from storage.manager import LogManager
 log = logging.getLogger(__name__)
 
 INCARNATION_FILE = "incarnation"
+SHUTDOWN_TIMEOUT_S = 1.0
 
 
 class NodeServer:
@@ -84,7 +85,9 @@ class NodeServer:
                                   self.config, controller_client)
         isr = IsrMaintainer(replicas, self._alter_isr,
                             self.config.tuning.replica_lag_max_ms / 1000)
-        self._runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False)
+        # Long polls and replication streams would hold a graceful stop for the default 60 s.
+        self._runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.spec.bind_host, self.spec.api_port,
                            reuse_address=True, backlog=1024)
@@ -148,8 +151,8 @@ class NodeServer:
         ctx = self.ctx
         if ctx is not None:
             await self._hand_off_leadership(ctx)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        # Background work stops before the listener: a controller that no longer accepts
+        # heartbeats must not go on judging liveness (it would fence every other node).
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -157,6 +160,9 @@ class NodeServer:
                 await task
         if ctx is not None:
             await ctx.controller.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if ctx is not None:
             await ctx.replicas.close()
             ctx.store.close()
             await ctx.session.close()

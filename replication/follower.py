@@ -34,7 +34,7 @@ from replication.protocol import (
     ProtocolError,
     TabletFetchResult,
 )
-from storage.errors import CorruptBatch, NonContiguousAppend, StorageError
+from storage.errors import CorruptBatch, NonContiguousAppend, StorageError, TabletLogError
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
 
@@ -133,30 +133,54 @@ class LeaderFetcher:
     # ------------------------------------------------------------------ loop
 
     async def _run(self) -> None:
+        """Replicate until cancelled. Every failure is logged and retried after a backoff;
+        the handling of one failure can itself fail (reporting to a moving controller), so it
+        happens outside the ``except`` clauses, under the same protection."""
         while True:
+            unreachable: PeerUnreachable | None = None
+            backoff_s = 0.0
             try:
-                if not self.tablets:
-                    self._changed.clear()
-                    await self._changed.wait()
-                    continue
-                stream = await self._peer.open_stream(self.address, self._timeout_s)
-                self._stream = stream
-                try:
-                    while self.tablets:
-                        await self._round(stream)
-                finally:
-                    self._stream = None
-                    await stream.close()
+                await self._replicate()
             except asyncio.CancelledError:
                 raise
             except PeerUnreachable as exc:
-                await self._on_unreachable(exc)
+                unreachable = exc
             except (PeerError, ProtocolError) as exc:
                 log.warning("replication from %s failed: %s", self.leader_id, exc)
-                await self._idle(BACKOFF_S)
+                backoff_s = BACKOFF_S
             except Exception:  # the root of a task: log, back off, go on
                 log.exception("replication from %s crashed; restarting it", self.leader_id)
-                await self._idle(1.0)
+                backoff_s = 1.0
+            try:
+                if unreachable is not None:
+                    await self._on_unreachable(unreachable)
+                elif backoff_s:
+                    await self._idle(backoff_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the loop die: a dead fetch loop stalls its tablets
+                log.exception("handling a replication failure from %s failed", self.leader_id)
+                await asyncio.sleep(1.0)
+
+    async def _replicate(self) -> None:
+        """One stream's life: wait for tablets, connect, fetch until it breaks."""
+        if not self.tablets:
+            self._changed.clear()
+            await self._changed.wait()
+            return
+        stream = await self._peer.open_stream(self.address, self._timeout_s)
+        self._stream = stream
+        try:
+            while self.tablets:
+                await self._round(stream)
+        finally:
+            self._stream = None
+            await stream.close()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the fetch loop runs (it only ends when closed)."""
+        return self._task is not None and not self._task.done()
 
     async def _round(self, stream: ReplicationStream) -> None:
         pending = [f for f in self.tablets.values() if f.needs_truncation and not f.removed]
@@ -289,7 +313,7 @@ class LeaderFetcher:
             self._last_report_s = now
             try:
                 await self._report_unreachable(self.leader_id)
-            except (PeerUnreachable, PeerError, StorageError) as report_exc:
+            except TabletLogError as report_exc:  # no controller right now, and the like
                 log.debug("could not report %s unreachable: %s", self.leader_id, report_exc)
         await self._idle(BACKOFF_S if exc.refused else 2 * BACKOFF_S)
 

@@ -151,14 +151,18 @@ class TabletLeader:
                 f"{timeout_s:.1f} s; it may or may not have committed"
             ) from None
         if acks == "all" and len(self.info.isr) < self.min_insync_replicas:
-            raise NotEnoughReplicas("the in-sync set shrank below min_insync_replicas "
-                                    "after the write; it may or may not be kept")
+            # Written, but on fewer replicas than promised: unknown, not "not written".
+            raise ReplicationTimeout(
+                "the in-sync set shrank below min_insync_replicas while the write waited; "
+                "it may or may not be kept")
 
     async def _wait_high_watermark(self, end_offset: int) -> None:
         if self.log.high_watermark >= end_offset:
             return
-        if self.closed:
-            raise NotLeader(f"{self.tablet.log}/{self.tablet.index}", None)
+        if self.closed:  # the write is in the log: whether it commits is up to the new leader
+            raise ReplicationTimeout(
+                f"leadership of {self.tablet.log}/{self.tablet.index} changed before the write "
+                "was acknowledged; it may or may not have committed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (end_offset, next(self._seq), _Waiter(end_offset, future)))
         await future

@@ -222,6 +222,11 @@ class ReplicaManager:
 
     def _fetcher_for(self, leader_id: str, address: str) -> LeaderFetcher:
         fetcher = self.fetchers.get(leader_id)
+        if fetcher is not None and not fetcher.alive:
+            log.error("the fetch loop from %s had ended; starting a new one", leader_id)
+            for tablet in list(fetcher.tablets):
+                self._following.pop(tablet, None)
+            fetcher = None
         if fetcher is not None and fetcher.address != address:
             for tablet in list(fetcher.tablets):
                 self._following.pop(tablet, None)
@@ -238,6 +243,18 @@ class ReplicaManager:
             self.fetchers[leader_id] = fetcher
             fetcher.start()
         return fetcher
+
+    def revive_fetchers(self) -> None:
+        """Replace fetch loops that ended (a bug: they retry everything) so their tablets do not
+        stall; called periodically."""
+        dead = [leader_id for leader_id, f in self.fetchers.items() if not f.alive]
+        if not dead or self.view is None:
+            return
+        for leader_id in dead:
+            log.error("the fetch loop from %s had ended; starting a new one", leader_id)
+            for tablet in self.fetchers.pop(leader_id).tablets:
+                self._following.pop(tablet, None)
+        self.on_view(self.view, complete=False)
 
     def _stop_following(self, tablet: TabletId) -> None:
         leader_id = self._following.pop(tablet, None)
