@@ -10,6 +10,14 @@ Quick start::
             p.send(b"hello", key=b"user-1").result()
         for record in c.consume("events", tablet=0, start="earliest", stop_at_end=True):
             print(record.offset, record.value)
+
+With asyncio, ``await producer.send(...)`` queues a record and returns a :class:`Delivery` at
+once (awaiting it gives ``(tablet, offset)`` once acknowledged)::
+
+    async with AsyncClient("127.0.0.1:7101") as c, c.producer("events") as p:
+        deliveries = [await p.send(b"event %d" % i) for i in range(100_000)]
+        await p.flush()
+        first = deliveries[0].result()
 """
 
 from client.accumulator import Delivery
