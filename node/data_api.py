@@ -30,6 +30,7 @@ from replication.leader import TabletLeader
 from replication.model import TabletId
 from replication.partitioning import tablet_for_key
 from storage.batch import MAX_BATCH_BYTES, build_batch
+from storage.errors import CorruptSegment
 
 MAX_JSON_RECORDS = 100_000
 
@@ -207,7 +208,11 @@ async def _read(request: web.Request) -> ReadOutcome | web.Response:
     target = await _leader_or_forward(ctx, request, tablet)
     if isinstance(target, web.Response):
         return target
-    return await read_committed(target, offset, max_bytes, wait_ms)
+    try:
+        return await read_committed(target, offset, max_bytes, wait_ms)
+    except CorruptSegment as exc:
+        ctx.replicas.on_corruption(tablet, exc)  # never served; the replica gets repaired
+        raise
 
 
 async def consume_json(request: web.Request) -> web.Response:
@@ -266,7 +271,11 @@ async def replica_view(request: web.Request) -> web.Response:
     epoch = replica.log.latest_epoch if replica.log.latest_epoch is not None else -1
     if info is not None:
         epoch = info.leader_epoch if ctx.replicas.leader_for(tablet) else epoch
-    return web.json_response(replica_digest(replica.log, epoch))
+    try:
+        return web.json_response(replica_digest(replica.log, epoch))
+    except CorruptSegment as exc:
+        ctx.replicas.on_corruption(tablet, exc)
+        raise
 
 
 # ---------------------------------------------------------------------------------- params

@@ -25,7 +25,7 @@ async def run_housekeeping(
     next_retention = time.monotonic() + retention_interval_s
     while True:
         await asyncio.sleep(checkpoint_interval_s)
-        replicas.revive_fetchers()
+        replicas.reconcile()
         for replica in list(replicas.replicas.values()):
             try:
                 replica.log.checkpoint()

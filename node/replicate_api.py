@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
@@ -27,6 +28,7 @@ from replication.protocol import (
     NOT_LEADER,
     OFFSET_OUT_OF_RANGE,
     REPLICATE_PATH,
+    STORAGE_ERROR,
     UNKNOWN_LEADER_EPOCH,
     Ack,
     FetchPosition,
@@ -36,6 +38,7 @@ from replication.protocol import (
     decode_follower_message,
     encode_data,
 )
+from storage.errors import CorruptSegment
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,8 @@ async def replicate(request: web.Request) -> web.WebSocketResponse:
                 checked = [_check(ctx, decoded.replica, p) for p in decoded.positions]
                 # The follower fetches again once it has our answer, which may be before our
                 # send has returned (draining): answer in order, after the previous one.
-                serving = asyncio.create_task(_serve_fetch(ws, decoded, checked, serving))
+                serving = asyncio.create_task(
+                    _serve_fetch(ws, decoded, checked, serving, ctx.replicas.on_corruption))
             else:
                 _apply_acks(ctx, *decoded)
     finally:
@@ -91,6 +95,7 @@ async def _serve_fetch(
     ws: web.WebSocketResponse, request: FetchRequest,
     checked: list[tuple[FetchPosition, TabletLeader | TabletFetchResult]],
     previous: asyncio.Task[None] | None,
+    on_corruption: Callable[[TabletId, CorruptSegment], None],
 ) -> None:
     if previous is not None:
         await previous  # never raises: see the end of this function
@@ -107,7 +112,8 @@ async def _serve_fetch(
     results: list[TabletFetchResult] = []
     for position, target in checked:
         if isinstance(target, TabletLeader):
-            result = _read_for(position, target, min(budget, PER_TABLET_MAX_BYTES))
+            result = _read_for(position, target, min(budget, PER_TABLET_MAX_BYTES),
+                               on_corruption)
             budget = max(budget - len(result.data), 1)
         else:
             result = target
@@ -153,14 +159,19 @@ def _error(position: FetchPosition, code: str, epoch: int,
     )
 
 
-def _read_for(position: FetchPosition, leader: TabletLeader, max_bytes: int) -> TabletFetchResult:
+def _read_for(position: FetchPosition, leader: TabletLeader, max_bytes: int,
+              on_corruption: Callable[[TabletId, CorruptSegment], None]) -> TabletFetchResult:
     tablet_log = leader.log
     if leader.closed:
         return _error(position, NOT_LEADER, leader.leader_epoch)
     data = b""
     if position.fetch_offset < tablet_log.end_offset:
-        result = tablet_log.read(position.fetch_offset, max_bytes,
-                                 max_offset=tablet_log.end_offset)
+        try:
+            result = tablet_log.read(position.fetch_offset, max_bytes,
+                                     max_offset=tablet_log.end_offset)
+        except CorruptSegment as exc:
+            on_corruption(leader.tablet, exc)
+            return _error(position, STORAGE_ERROR, leader.leader_epoch, leader)
         data = result.read_bytes() if not result.is_empty else b""
     return TabletFetchResult(
         log=position.log, tablet=position.tablet, error=None,

@@ -35,6 +35,7 @@ from replication.metadata import MetadataStore
 from replication.model import ClusterView, TabletInfo
 from replication.peer_client import PeerClient
 from replication.replica_manager import ReplicaManager
+from replication.scrubber import Scrubber
 from storage.checkpoint import read_checkpoint, write_checkpoint
 from storage.files import FileCache, raise_nofile_limit
 from storage.manager import LogManager
@@ -72,7 +73,7 @@ class NodeServer:
         logs = LogManager(self.data_dir / "tablets", FileCache())
         replicas = ReplicaManager(
             self.spec.id, self.incarnation, self.config, logs, peer,
-            report_unreachable=self._report_unreachable,
+            report_unreachable=self._report_unreachable, hand_off=self._hand_off,
         )
         controller = Controller(store, self.spec.id, self.config, controller_client)
         self.ctx = ctx = NodeContext(
@@ -97,6 +98,7 @@ class NodeServer:
             ("heartbeat", heartbeater.run()),
             ("isr", isr.run()),
             ("housekeeping", run_housekeeping(replicas)),
+            ("scrubber", Scrubber(replicas).run()),
             ("ready-view", self._apply_view_when_ready(store, replicas)),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, coro), name=name))
@@ -139,6 +141,18 @@ class NodeServer:
         if address is None:
             raise PeerUnreachable("controller", "no controller known", refused=False)
         return await ctx.controller_client.alter_isr(address, *args)
+
+    async def _hand_off(self, info: TabletInfo, successor: str) -> TabletInfo:
+        """Ask the controller to move a tablet's leadership to ``successor``."""
+        ctx = self.ctx
+        assert ctx is not None
+        args = (info.log, info.index, info.leader_epoch, successor)
+        if ctx.controller.is_active:
+            return await ctx.controller.elect_leader(*args)
+        address = _controller_address(ctx.view)
+        if address is None:
+            raise PeerUnreachable("controller", "no controller known", refused=False)
+        return await ctx.controller_client.elect_leader(address, *args)
 
     async def wait_closed(self) -> None:
         await self._stopped.wait()

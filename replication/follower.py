@@ -64,6 +64,8 @@ class FollowedTablet:
     paused_until_s: float = 0.0
     removed: bool = False
     acked_offset: int = 0  # the durable offset last reported to the leader
+    #: Called when the replica holds everything its leader has committed.
+    on_caught_up: Callable[[TabletId], None] | None = None
 
 
 ReportUnreachable = Callable[[str], Awaitable[None]]
@@ -264,6 +266,8 @@ class LeaderFetcher:
         hw = min(result.high_watermark, followed.log.end_offset)
         if hw > followed.log.high_watermark:
             followed.log.set_high_watermark(hw)
+        if followed.on_caught_up is not None and followed.log.end_offset >= result.high_watermark:
+            followed.on_caught_up(followed.tablet)
 
     def _on_error(self, followed: FollowedTablet, result: TabletFetchResult) -> None:
         now = time.monotonic()

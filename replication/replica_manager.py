@@ -24,6 +24,7 @@ from replication.follower import FollowedTablet, LeaderFetcher
 from replication.leader import TabletLeader
 from replication.model import ClusterView, LogInfo, TabletId, TabletInfo
 from replication.peer_client import PeerClient
+from replication.replica_health import HandOff, ReplicaHealth
 from storage.checkpoint import read_checkpoint, write_checkpoint
 from storage.errors import CorruptSegment
 from storage.group_commit import GroupCommitter
@@ -59,6 +60,7 @@ class ReplicaManager:
         peer: PeerClient,
         report_unreachable: ReportUnreachable | None = None,
         clock: Callable[[], float] = time.monotonic,
+        hand_off: HandOff | None = None,
     ) -> None:
         self.node_id = node_id
         self.incarnation = incarnation
@@ -73,6 +75,7 @@ class ReplicaManager:
         self.fetchers: dict[str, LeaderFetcher] = {}
         self._following: dict[TabletId, str] = {}
         self.corrupt_recoveries = 0
+        self.health = ReplicaHealth(node_id, hand_off)
         self._closing: set[asyncio.Task[None]] = set()
         self._swept = False
         self.closed = False
@@ -151,8 +154,10 @@ class ReplicaManager:
         merged = self.config.log_defaults.merged(dict(settings))  # type: ignore[call-overload]
         storage_config = merged.storage_config()
         self._claim_directory(tablet, log_id)
+        repair = self.health.take_repair(tablet)
         try:
-            tablet_log = self.logs.open_log(tablet.log, tablet.index, storage_config)
+            tablet_log = self.logs.open_log(tablet.log, tablet.index, storage_config,
+                                            truncate_corrupt=repair)
         except CorruptSegment as exc:
             # Never serve corrupt bytes: cut the log before the damage; this replica then
             # re-fetches the rest from the leader (or stays out of the ISR until it has).
@@ -162,9 +167,29 @@ class ReplicaManager:
             tablet_log = self.logs.open_log(
                 tablet.log, tablet.index, storage_config, truncate_corrupt=True
             )
+        if repair or tablet_log.lost_committed:
+            self.health.taint(tablet, end_offset=tablet_log.end_offset)
         replica = Replica(tablet, tablet_log, GroupCommitter(tablet_log), merged, log_id)
         self.replicas[tablet] = replica
         return replica
+
+    def on_corruption(self, tablet: TabletId, exc: CorruptSegment) -> None:
+        """A read found a corrupt batch in a local replica: cut the log before it and fetch
+        the rest again from the leader — unless this replica leads with no one to take over,
+        when cutting would destroy the only copy of what follows the damage."""
+        replica = self.replicas.get(tablet)
+        if replica is None or self.view is None:
+            return
+        info = self.view.tablet(tablet.log, tablet.index)
+        if info is not None and not self.health.may_repair(tablet, info, self.view):
+            log.error("%s: %s; this replica leads and no other in-sync replica is alive: "
+                      "keeping it (the damaged range stays unreadable)", tablet, exc)
+            return
+        log.error("%s: %s; truncating before it and re-syncing from the leader", tablet, exc)
+        self.corrupt_recoveries += 1
+        self.health.request_repair(tablet)
+        self._drop_replica(tablet, delete=False)
+        self.on_view(self.view, complete=False)
 
     def _claim_directory(self, tablet: TabletId, log_id: str) -> None:
         """Make sure the tablet's directory holds this creation of the log, not an older one.
@@ -191,6 +216,10 @@ class ReplicaManager:
     def _apply_role(self, replica: Replica, info: TabletInfo, view: ClusterView) -> None:
         tablet = replica.tablet
         leads = info.leader == self.node_id and info.leader_incarnation == self.incarnation
+        if leads and not self.health.may_lead(tablet, info, view):
+            self._stop_leading(tablet)  # offline until another replica takes over
+            self._stop_following(tablet)
+            return
         if leads:
             self._stop_following(tablet)
             current = self.leaders.get(tablet)
@@ -217,7 +246,8 @@ class ReplicaManager:
             return
         self._stop_following(tablet)
         fetcher = self._fetcher_for(info.leader, leader_node.address)
-        fetcher.follow(FollowedTablet(tablet, replica.log, replica.committer, info.leader_epoch))
+        fetcher.follow(FollowedTablet(tablet, replica.log, replica.committer, info.leader_epoch,
+                                      on_caught_up=self.health.caught_up))
         self._following[tablet] = info.leader
 
     def _fetcher_for(self, leader_id: str, address: str) -> LeaderFetcher:
@@ -243,6 +273,13 @@ class ReplicaManager:
             self.fetchers[leader_id] = fetcher
             fetcher.start()
         return fetcher
+
+    def reconcile(self) -> None:
+        """Apply the current view again (called periodically): retries what a view change
+        could not finish — a refused hand-off, a fetch loop that had to be replaced."""
+        self.revive_fetchers()
+        if self.view is not None:
+            self.on_view(self.view, complete=False)
 
     def revive_fetchers(self) -> None:
         """Replace fetch loops that ended (a bug: they retry everything) so their tablets do not

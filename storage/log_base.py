@@ -51,6 +51,9 @@ class LogBase:
         self._last_append_ms = max((s.max_time_ms for s in found.segments[-2:]), default=-1)
         self._generation = 0  # bumped by every truncation; see complete_flush
         self._saved_hw = found.saved_high_watermark
+        #: Recovery cut the log below its checkpointed high watermark: this replica lost records
+        #: that were committed (a damaged file). It must not lead before it has them again.
+        self.lost_committed = (found.saved_high_watermark or 0) > self._segments.end_offset
         self._saved_start = found.saved_start_offset
         self._snapshot_offset: int | None = found.snapshot_offset
         self._closed = False
