@@ -170,7 +170,7 @@ def test_stopping_the_controller_leaves_the_other_nodes_in_charge(tmp_path: Path
                 tablets = tablets_view(ctx)
                 return all(t["leader"] in others and set(others) <= set(t["isr"])
                            for t in tablets) and \
-                    all(n > 0 for n in workload.acked_since(clock()).values())
+                    all(n > 0 for n in workload.acked_since(stopped_at).values())
 
             try:
                 wait_until(served_by_the_others, 20, f"{others} serve every tablet without "
