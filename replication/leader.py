@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from replication.errors import NotEnoughReplicas, NotLeader, ReplicationTimeout
 from replication.model import TabletId, TabletInfo
+from storage.errors import StorageError
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
 from storage.results import AppendResult
@@ -127,6 +128,9 @@ class TabletLeader:
         """Write as leader (not yet durable nor replicated) and wake parked fetches."""
         result = self.log.append_as_leader(batches, self.leader_epoch)
         self._wake(self._data_waiters)
+        # The leader's own position counts once durable: move the high watermark then, even
+        # when no acks=all producer waits (acks=0/1 writes must still become readable).
+        self.committer.on_durable(result.end_offset, self._on_durable)
         return result
 
     async def wait_acked(self, result: AppendResult, acks: str, timeout_s: float) -> None:
@@ -214,9 +218,10 @@ class TabletLeader:
         """
         return fetch_offset < self.log.end_offset
 
-    def on_durable(self) -> None:
+    def _on_durable(self, error: StorageError | None) -> None:
         """The leader's own durable end moved (group commit finished)."""
-        self._advance_high_watermark()
+        if error is None:
+            self._advance_high_watermark()
 
     def _leader_position(self) -> int:
         if self.log.config.fsync == "always":

@@ -90,8 +90,7 @@ class PeerClient:
         return int(reply["epoch"]), int(reply["end_offset"])
 
     async def _post(
-        self, address: str, path: str, payload: dict[str, Any], timeout_s: float, *,
-        raw: bool = False,
+        self, address: str, path: str, payload: dict[str, Any], timeout_s: float,
     ) -> Any:
         url = f"http://{address}{path}"
         try:
@@ -104,7 +103,7 @@ class PeerClient:
                 body = await resp.read()
                 if resp.status != 200:
                     raise _error_from(address, resp.status, body)
-                return body if raw else json.loads(body)
+                return json.loads(body)
         except aiohttp.ClientConnectorError as exc:
             refused = isinstance(exc.os_error, ConnectionRefusedError)
             raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None

@@ -44,9 +44,6 @@ class ReplicaHealth:
                       "will not lead until it has caught up with a leader", tablet, end_offset)
         self._tainted.add(tablet)
 
-    def is_tainted(self, tablet: TabletId) -> bool:
-        return tablet in self._tainted
-
     def caught_up(self, tablet: TabletId) -> None:
         """As a follower, the replica reached its leader's high watermark: whole again."""
         if tablet in self._tainted:

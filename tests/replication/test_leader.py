@@ -51,7 +51,6 @@ async def test_high_watermark_is_min_over_the_isr(log: TabletLog) -> None:
     leader = make_leader(log, clock)
     result = leader.append(batch(5))
     await leader.committer.wait_durable(result.end_offset)
-    leader.on_durable()
     assert log.high_watermark == 0, "followers have not fetched at this epoch yet"
     leader.on_fetch("b", 5, 5, 0)
     assert log.high_watermark == 0, "c has not fetched"
@@ -153,3 +152,16 @@ async def test_a_follower_that_lost_committed_records_is_out_at_once(log: Tablet
     assert log.high_watermark == 5
     leader.on_fetch("c", 2, 2, 5)  # c truncated corrupt data: it no longer has offsets 2..4
     assert leader.lagging_followers(1000.0) == ["c"]
+
+
+async def test_acks_1_writes_become_readable_without_a_waiting_producer(log: TabletLog) -> None:
+    leader = make_leader(log, Clock())
+    leader.on_fetch("b", 0, 0, 0)
+    leader.on_fetch("c", 0, 0, 0)
+    result = leader.append(batch(3))
+    leader.on_fetch("b", 3, 3, 0)  # the followers acknowledge before the leader's fsync ends
+    leader.on_fetch("c", 3, 3, 0)
+    assert log.high_watermark == 0
+    await leader.committer.wait_durable(result.end_offset)
+    await asyncio.sleep(0)
+    assert log.high_watermark == 3, "the leader's own fsync moved the high watermark"
