@@ -302,7 +302,7 @@ class Bench:
             cpu = {"loadgen_cpu": a["cpu_pct"], **meter.read()}
         rate = a["records"] / a["seconds"]
         p50, p99 = latency_ms(a.pop("batch_latencies"))
-        notes = (f"client.Producer idempotent, linger 5 ms, up to 5 batches in flight per tablet, 3 "
+        notes = (f"client.Producer idempotent, linger 5 ms, <= 5 batches in flight per tablet, 3 "
                  f"tablets, {a['records_per_batch']:.0f} records/batch, batch ack p50/p99 "
                  f"{p50 or 0:.0f}/{p99 or 0:.0f} ms; " + cpu_note(cpu))
         if a["failed"] or a["retries"]:
