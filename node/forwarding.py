@@ -58,8 +58,7 @@ async def forward(
     except aiohttp.ClientConnectorError as exc:
         refused = isinstance(exc.os_error, ConnectionRefusedError)
         raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-            aiohttp.ClientPayloadError) as exc:
+    except (aiohttp.ClientError, ConnectionError) as exc:  # reset, disconnected, truncated
         raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
     except TimeoutError:
         raise PeerUnreachable(address, "no answer in time", refused=False) from None

@@ -150,7 +150,7 @@ async def _forward_batches(
     except aiohttp.ClientConnectorError as exc:
         refused = isinstance(exc.os_error, ConnectionRefusedError)
         raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, TimeoutError) as exc:
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
         raise ApiError("timeout", f"lost the connection to the leader at {address} ({exc!r}); "
                        "the write may or may not have committed") from None
     try:

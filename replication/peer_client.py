@@ -107,13 +107,11 @@ class PeerClient:
         except aiohttp.ClientConnectorError as exc:
             refused = isinstance(exc.os_error, ConnectionRefusedError)
             raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
         except TimeoutError:
             raise PeerUnreachable(address, f"no answer within {timeout_s:.1f} s",
                                   refused=False) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise PeerUnreachable(address, f"truncated answer: {exc}", refused=False) from None
+        except (aiohttp.ClientError, ConnectionError) as exc:  # reset, disconnected, truncated
+            raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
         except asyncio.CancelledError:
             raise
 
