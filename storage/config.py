@@ -22,6 +22,14 @@ class LogConfig:
     index_interval_bytes: int = 4096
     verify_reads: bool = True
     """Check both CRCs of every batch a read returns (the bytes are then read, not sliced)."""
+    page_cache_window_bytes: int | None = 32 * 1024 * 1024
+    """After each fsync, evict this log's pages older than its newest ``page_cache_window_bytes``
+    from the page cache (``posix_fadvise(DONTNEED)``; they are clean by then). The freed pages
+    are reused by the next writes, which then cost a copy into warm memory instead of faulting
+    in fresh pages: on this project's VMs that made a 1 MiB ``write`` 4-10x cheaper (see
+    storage/segments.py). Followers and tailing consumers read within the window; readers
+    further behind read from disk. None leaves caching to the kernel; no effect with
+    ``fsync: never`` (pages are never known to be clean)."""
 
     def __post_init__(self) -> None:
         if self.segment_bytes < 1024:
@@ -38,3 +46,5 @@ class LogConfig:
             raise ValueError("fsync must be 'always', 'never' or a positive number of milliseconds")
         if self.index_interval_bytes <= 0:
             raise ValueError("index_interval_bytes must be positive")
+        if self.page_cache_window_bytes is not None and self.page_cache_window_bytes < 0:
+            raise ValueError("page_cache_window_bytes must be >= 0 or null")

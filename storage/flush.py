@@ -8,6 +8,10 @@ the loop thread keeps appending, rolling or even closing the log: a roll or clos
 fd the ticket uses, because the ticket owns its own. Finally the loop thread calls
 ``log.complete_flush(ticket)``, which advances ``flushed_offset``.
 
+A ticket may also carry *cache drops* (fd, position, length) on files it syncs: once every fsync
+succeeded those pages are clean, and ``run`` evicts them from the page cache (see
+``LogConfig.page_cache_window_bytes``).
+
 ``sync_data`` and ``sync_metadata`` are module attributes on purpose: tests replace them to count
 or to hold fsyncs (a seam, not a timing assumption).
 """
@@ -24,6 +28,19 @@ sync_metadata: Callable[[int], None] = os.fsync
 """fsync of a directory (new, renamed or deleted entries)."""
 
 
+CacheDrop = tuple[int, int, int]
+"""(fd, position, length): clean pages of a synced file to evict from the page cache."""
+
+
+def drop_cached(fd: int, position: int, length: int) -> None:
+    """Evict ``[position, position + length)`` of ``fd`` from the page cache; best effort (a
+    file system without fadvise support loses nothing but the optimisation)."""
+    try:
+        os.posix_fadvise(fd, position, length, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+
+
 class FlushTicket:
     """One fsync round for one log: covers every offset below ``end_offset`` when run.
 
@@ -32,16 +49,20 @@ class FlushTicket:
     """
 
     __slots__ = (
-        "_dir_fds", "_file_fds", "end_offset", "fsync_count", "generation", "ran", "succeeded"
+        "_dir_fds", "_drops", "_file_fds", "end_offset", "fsync_count", "generation", "ran",
+        "succeeded",
     )
 
     def __init__(
-        self, end_offset: int, generation: int, file_fds: list[int], dir_fds: list[int]
+        self, end_offset: int, generation: int, file_fds: list[int], dir_fds: list[int],
+        drops: list[CacheDrop] | None = None,
     ) -> None:
         self.end_offset = end_offset
         self.generation = generation
         self._file_fds = file_fds
         self._dir_fds = dir_fds
+        self._drops = drops or []
+        assert all(fd in file_fds for fd, _, _ in self._drops), "drops only on synced files"
         self.fsync_count = len(file_fds) + len(dir_fds)
         self.ran = False
         self.succeeded = False
@@ -64,6 +85,8 @@ class FlushTicket:
             for fd in self._dir_fds:
                 sync_metadata(fd)
             self.succeeded = True
+            for fd, position, length in self._drops:
+                drop_cached(fd, position, length)
         finally:
             self.release()
 
@@ -73,3 +96,4 @@ class FlushTicket:
             os.close(fd)
         self._file_fds = []
         self._dir_fds = []
+        self._drops = []

@@ -234,8 +234,8 @@ class TabletLog(LogBase):
         self._check_open()
         if self._flushed >= self.end_offset and not self._segments.has_unsynced_files:
             return None
-        file_fds, dir_fds = self._segments.take_sync_fds()
-        return FlushTicket(self.end_offset, self._generation, file_fds, dir_fds)
+        file_fds, dir_fds, drops = self._segments.take_sync_fds()
+        return FlushTicket(self.end_offset, self._generation, file_fds, dir_fds, drops)
 
     def complete_flush(self, ticket: FlushTicket) -> None:
         """Loop thread: after ``ticket.run()`` succeeded, advance flushed_offset.

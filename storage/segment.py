@@ -45,12 +45,14 @@ class Segment:
         "path",
         "size",
         "time_index",
+        "uncached_below",
     )
 
     def __init__(self, directory: Path, base_offset: int) -> None:
         self.base_offset = base_offset
         self.path = segment_path(directory, base_offset)
         self.size = 0
+        self.uncached_below = 0  # bytes below this position were evicted from the page cache
         self.end_offset = base_offset
         self.index = OffsetIndex()
         self.time_index = TimeIndex()
