@@ -4,11 +4,13 @@ For every tablet it follows, the loop first reconciles its log with the leader's
 KIP-101/279): it asks the leader for the end offset of its own latest epoch and truncates what
 lies beyond the smaller of the two ends for that epoch. Then, over one replication stream per
 leader node (see replication.protocol), it fetches from its end offset, appends the bytes
-verbatim (CRCs checked by storage) and fetches again at once, while group commit fsyncs what it
-appended; when that fsync completes it acknowledges the new durable offset in an ``A`` message.
-Fetching the next data while the last is being fsynced is what keeps replication both fast and
-honest: the leader counts only acknowledged (durable) offsets. Its high watermark is
-``min(leader's, own end offset)``.
+verbatim (CRCs checked by storage) and fetches again. What it appended is fsynced by group
+commit: a small append (up to the committer's inline limit) right away, before the next fetch,
+which then carries the new durable offset (the write waiting at the leader needs exactly that
+fsync: measured ~0.1 ms less per acks=all write); a large one in the executor while the next
+fetch is already out. When a flush completes after the fetch was sent, the new durable offset
+goes in an ``A`` message. The leader counts only acknowledged (durable) offsets. Its high
+watermark is ``min(leader's, own end offset)``.
 
 Event-loop thread only.
 """
@@ -228,7 +230,8 @@ class LeaderFetcher:
                     continue
                 if followed.log.config.fsync == "always":  # else the next fetch acks it
                     followed.committer.on_durable(
-                        appended.end_offset, functools.partial(self._on_durable, followed))
+                        appended.end_offset, functools.partial(self._on_durable, followed),
+                        eager=True)
             self._advance_high_watermark(followed, result)
 
     def _on_durable(self, followed: FollowedTablet, error: StorageError | None) -> None:

@@ -85,7 +85,7 @@ class Scrubber:
                 return spent
             try:
                 result = tablet_log.read(cursor.offset, min(budget - spent, 1024 * 1024),
-                                         max_offset=end)
+                                         max_offset=end, from_disk=True)
             except OffsetOutOfRange:  # retention moved the start past the cursor
                 cursor.offset = tablet_log.start_offset
                 continue

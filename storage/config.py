@@ -22,6 +22,9 @@ class LogConfig:
     index_interval_bytes: int = 4096
     verify_reads: bool = True
     """Check both CRCs of every batch a read returns (the bytes are then read, not sliced)."""
+    tail_cache_bytes: int = 8 * 1024 * 1024
+    """Keep about this many bytes of the newest batches in memory to serve followers and
+    tailing consumers without reading the file (storage/tail_cache.py); 0 turns it off."""
     page_cache_window_bytes: int | None = 32 * 1024 * 1024
     """After each fsync, evict this log's pages older than its newest ``page_cache_window_bytes``
     from the page cache (``posix_fadvise(DONTNEED)``; they are clean by then). The freed pages
@@ -46,5 +49,7 @@ class LogConfig:
             raise ValueError("fsync must be 'always', 'never' or a positive number of milliseconds")
         if self.index_interval_bytes <= 0:
             raise ValueError("index_interval_bytes must be positive")
+        if self.tail_cache_bytes < 0:
+            raise ValueError("tail_cache_bytes must be >= 0")
         if self.page_cache_window_bytes is not None and self.page_cache_window_bytes < 0:
             raise ValueError("page_cache_window_bytes must be >= 0 or null")

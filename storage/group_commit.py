@@ -27,6 +27,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from storage.errors import FlushFailed, LogClosed, LogTruncated, StorageError
+from storage.flush import FlushTicket
 from storage.log import TabletLog
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,17 @@ class GroupCommitter:
         self.on_durable(end_offset, lambda error: _settle(done, error))
         await done
 
-    def on_durable(self, end_offset: int, callback: DurableCallback) -> None:
+    def on_durable(
+        self, end_offset: int, callback: DurableCallback, *, eager: bool = False
+    ) -> None:
         """Call ``callback(None)`` once offsets below ``end_offset`` are durable (per the
-        policy), or ``callback(error)``. May call it right away, before returning."""
+        policy), or ``callback(error)``. May call it right away, before returning.
+
+        ``eager``: nothing is worth overlapping with this fsync (a follower that just appended
+        what it fetched), so when no flush is running and the unflushed bytes are few enough
+        to fsync on the loop thread, flush right now, before returning, instead of after a
+        few loop iterations.
+        """
         if self._closed:
             callback(LogClosed("the group committer is closed"))
         elif self._failed is not None:
@@ -95,6 +104,14 @@ class GroupCommitter:
         else:
             assert end_offset <= self._log.end_offset, "waiting for offsets never appended"
             self._waiters.append(_Waiter(end_offset, self._log.generation, callback))
+            small = self._log.size_bytes - self._size_at_flush <= self._inline_flush_bytes
+            if eager and small and self._task is None:
+                self._flush_round(None)
+                if self._failed is not None:
+                    self._fail_all(self._failed)
+                    return
+                if not self._waiters:
+                    return
             self._start()
 
     async def close(self) -> None:
@@ -133,24 +150,20 @@ class GroupCommitter:
         try:
             while not self._log.is_closed:
                 self._again = False
-                try:
+                if self._log.size_bytes - self._size_at_flush <= self._inline_flush_bytes:
+                    self._flush_round(None)
+                else:
                     size = self._log.size_bytes
-                    ticket = self._log.begin_flush()
-                    if ticket is not None:
-                        if size - self._size_at_flush <= self._inline_flush_bytes:
-                            ticket.run()
-                        else:
+                    try:
+                        ticket = self._log.begin_flush()
+                        if ticket is not None:
                             await loop.run_in_executor(self._executor, ticket.run)
-                        self._size_at_flush = size
-                except OSError as err:
-                    log.exception("%s: flush failed", self._log.directory)
-                    self._failed = FlushFailed(f"flush of {self._log.directory} failed: {err}")
-                    break
-                if ticket is not None:
-                    self._log.complete_flush(ticket)
-                    self.flushes += 1
-                self._settle_waiters(nothing_to_flush=ticket is None)
-                if not self._waiters and not self._again:
+                            self._size_at_flush = size
+                    except OSError as err:
+                        self._on_flush_error(err)
+                    else:
+                        self._flush_round(ticket)
+                if self._failed is not None or (not self._waiters and not self._again):
                     break
         finally:
             self._task = None
@@ -158,6 +171,28 @@ class GroupCommitter:
                 self._fail_all(self._failed)
             elif self._log.is_closed:
                 self._settle_waiters(nothing_to_flush=True)
+
+    def _flush_round(self, ticket: FlushTicket | None) -> None:
+        """Complete one flush round: ``ticket`` already ran (in the executor), or None to take
+        and run one here, on the loop thread. Settles the waiters it covers."""
+        if ticket is None:
+            size = self._log.size_bytes
+            try:
+                ticket = self._log.begin_flush()
+                if ticket is not None:
+                    ticket.run()
+                    self._size_at_flush = size
+            except OSError as err:
+                self._on_flush_error(err)
+                return
+        if ticket is not None:
+            self._log.complete_flush(ticket)
+            self.flushes += 1
+        self._settle_waiters(nothing_to_flush=ticket is None)
+
+    def _on_flush_error(self, err: OSError) -> None:
+        log.error("%s: flush failed: %s", self._log.directory, err)
+        self._failed = FlushFailed(f"flush of {self._log.directory} failed: {err}")
 
     def _settle_waiters(self, *, nothing_to_flush: bool) -> None:
         flushed, generation = self._log.flushed_offset, self._log.generation

@@ -174,11 +174,14 @@ class TabletLog(LogBase):
     def _write_group(self, parts: list[_Part]) -> None:
         if not parts:
             return
+        position = self._segments.active.size
         self._segments.write([b for _h, _p, buffers in parts for b in buffers],
                              [placed for _h, placed, _b in parts])
-        for h, (base, end, size, _time), _buffers in parts:
+        for h, (base, end, size, _time), buffers in parts:
             self._producers.update(h, base, end)
             self.stats.appended_bytes += size
+            self._tail.add(base, end, position, size, buffers)
+            position += size
 
     def _restart_at(self, base_offset: int) -> None:
         log.info("%s: empty log restarts at offset %d (start stays %d)", self._directory,
@@ -188,7 +191,8 @@ class TabletLog(LogBase):
 
     # ------------------------------------------------------------------------- reads
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None, *,
+             from_disk: bool = False) -> ReadResult:
         """Whole batches from the one holding ``offset``, all from one segment.
 
         At most ``max_bytes`` in total, except that one whole batch is returned even if it is
@@ -196,13 +200,22 @@ class TabletLog(LogBase):
         are returned, so a batch straddling it is not. Empty when ``offset`` is the end offset
         or nothing ends below ``max_offset``. Raises OffsetOutOfRange if ``offset`` is outside
         [start_offset, end_offset]; CorruptSegment if a returned batch fails its CRC.
+
+        The newest batches come from memory (storage/tail_cache.py) unless ``from_disk``
+        (the scrubber checks what the file holds).
         """
         self._check_open()
         start, end = self._start, self.end_offset
         if not start <= offset <= end:
             raise OffsetOutOfRange(offset, start, end)
         limit = end if max_offset is None else min(max_offset, end)
-        found = None if offset >= limit else self._segments.read(offset, max(max_bytes, 0), limit)
+        if offset >= limit:
+            return ReadResult(None, 0, 0, offset, offset)
+        if not from_disk and self._tail.covers(offset):
+            seg, cached = self._segments.active, self._tail.read(offset, max(max_bytes, 0), limit)
+            found = None if cached is None else (seg, cached)
+        else:
+            found = self._segments.read(offset, max(max_bytes, 0), limit)
         if found is None:
             return ReadResult(None, 0, 0, offset, offset)
         seg, piece = found

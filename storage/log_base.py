@@ -23,6 +23,7 @@ from storage.recovery import HW_KIND, START_KIND, Recovered
 from storage.results import LogStats
 from storage.retention import retention_count
 from storage.segments import SegmentSet
+from storage.tail_cache import TailCache
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class LogBase:
             recovered_truncated_bytes=found.truncated_bytes, index_rebuilds=found.index_rebuilds
         )
         self._segments = SegmentSet(directory, config, files, found.segments, self.stats)
+        self._tail = TailCache(config.tail_cache_bytes)  # batches of the active segment
         self._start = found.start_offset
         self._hw = found.high_watermark
         self._flushed = self._segments.end_offset
@@ -199,6 +201,7 @@ class LogBase:
 
     def _roll(self) -> None:
         self._segments.roll()
+        self._tail.clear()
         end = self.end_offset
         write_checkpoint(self._directory / layout.PRODUCER_STATE_FILE, PRODUCER_KIND,
                          self._producers.snapshot_lines(end), sync=False)
@@ -238,6 +241,7 @@ class LogBase:
 
     def _after_truncation(self, end: int) -> None:
         self._generation += 1
+        self._tail.clear()
         self._epochs.truncate_from_end(end)
         self._producers.truncate_from_end(end)
         if self._snapshot_offset is None or self._snapshot_offset > end:

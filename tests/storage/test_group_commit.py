@@ -225,3 +225,36 @@ async def test_small_flushes_run_inline_and_large_ones_in_the_executor(
     await threaded.wait_durable(big.end_offset)
     assert log.flushed_offset == big.end_offset
     assert threaded.flushes == 1
+
+
+async def test_eager_waits_flush_small_appends_before_returning(open_log: OpenLog) -> None:
+    log = open_log(fsync="always", segment_bytes=1 << 24)
+    committer = GroupCommitter(log, inline_flush_bytes=64 * 1024)
+    seen: list[StorageError | None] = []
+    small = log.append_as_leader(make_batch(3), 0)
+    committer.on_durable(small.end_offset, seen.append, eager=True)
+    assert seen == [None] and log.flushed_offset == small.end_offset  # before any await
+    big = log.append_as_leader(make_batch(100, value_size=1000), 0)  # over the inline limit
+    committer.on_durable(big.end_offset, seen.append, eager=True)
+    assert seen == [None]  # left to the executor, as without eager
+    await wait_until(lambda: len(seen) == 2, "the large flush")
+    assert seen == [None, None] and log.flushed_offset == big.end_offset
+    await committer.close()
+
+
+async def test_eager_flush_failure_fails_the_waiter(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(fsync="always")
+    committer = GroupCommitter(log)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(flush, "sync_data", broken)
+    seen: list[StorageError | None] = []
+    result = log.append_as_leader(make_batch(3), 0)
+    committer.on_durable(result.end_offset, seen.append, eager=True)
+    assert len(seen) == 1 and isinstance(seen[0], FlushFailed)
+    assert log.flushed_offset < result.end_offset
+    await committer.close()

@@ -145,6 +145,18 @@ class LogMachine(RuleBasedStateMachine):
             offset = result.end_offset
         assert got == expected
 
+    @invariant()
+    def memory_and_disk_reads_agree(self) -> None:
+        """The tail cache answers exactly what the file holds, batch for batch."""
+        log = self.log
+        for offset in range(log.start_offset, log.end_offset, 3):
+            for max_bytes, max_offset in ((0, None), (900, None), (3000, log.end_offset - 1)):
+                cached = log.read(offset, max_bytes, max_offset)
+                disk = log.read(offset, max_bytes, max_offset, from_disk=True)
+                assert (cached.first_offset, cached.end_offset, cached.position, cached.size) == (
+                    disk.first_offset, disk.end_offset, disk.position, disk.size)
+                assert cached.read_bytes() == disk.read_bytes()
+
 
 TestLogMachine = LogMachine.TestCase
 TestLogMachine.settings = settings(

@@ -1,0 +1,97 @@
+"""TailCache: the newest batches of a log's active segment, in memory, as they were written.
+
+Why: a leader's followers and its tailing consumers ask for what was appended a moment ago.
+Serving that from memory skips the index lookup, the header walk, the preads and the CRC check
+of bytes that were checked when they were appended. Measured with one acks=all write in flight
+(3 nodes, loopback): each follower's read took ~60 µs of the leader's ~1 ms answer, before the
+answer could even be sent.
+
+Holds whole batches of the active segment only (cleared on every roll and truncation), at most
+about ``max_bytes`` and MAX_ENTRIES batches (oldest dropped first; the newest batch is always
+kept; the entry bound keeps the scan from the newest entry short). Each entry keeps the
+buffers the append wrote (bytes, or memoryviews of immutable request bodies): nothing is copied
+until a read joins them.
+
+Offsets: the entries hold contiguous batches [base, end) whose last end is the log's end offset;
+``position`` is a batch's byte position in the active segment file.
+
+Not thread-safe: loop thread, owned by one TabletLog.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from storage.reader import Slice
+
+#: Batches kept at most, whatever their size.
+MAX_ENTRIES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    base_offset: int
+    end_offset: int
+    position: int
+    size: int
+    pieces: Sequence[bytes | memoryview]
+
+
+class TailCache:
+    """The newest batches of one log's active segment (see the module docstring)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._entries: deque[_Entry] = deque()
+        self._bytes = 0
+        self.hits = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_bytes > 0
+
+    def add(self, base_offset: int, end_offset: int, position: int, size: int,
+            pieces: Sequence[bytes | memoryview]) -> None:
+        """Record a batch just written at ``position`` of the active segment."""
+        if not self._max_bytes:
+            return
+        entries = self._entries
+        assert not entries or entries[-1].end_offset == base_offset, "cache entries contiguous"
+        entries.append(_Entry(base_offset, end_offset, position, size, pieces))
+        self._bytes += size
+        while (self._bytes > self._max_bytes and len(entries) > 1) or len(entries) > MAX_ENTRIES:
+            self._bytes -= entries.popleft().size
+
+    def clear(self) -> None:
+        """Forget everything (a roll or a truncation changed the active segment)."""
+        self._entries.clear()
+        self._bytes = 0
+
+    def covers(self, offset: int) -> bool:
+        """Whether a read from ``offset`` can be served from here."""
+        entries = self._entries
+        return bool(entries) and entries[0].base_offset <= offset < entries[-1].end_offset
+
+    def read(self, offset: int, max_bytes: int, limit: int) -> Slice | None:
+        """Like ``reader.read_slice``: whole batches from the one holding ``offset`` (which
+        ``covers``), up to ``max_bytes`` but at least one, each ending at or below ``limit``;
+        None if the first one ends above ``limit``. The data is joined into one bytes object."""
+        entries = self._entries
+        first = len(entries) - 1
+        while entries[first].base_offset > offset:  # tail reads: scan from the newest
+            first -= 1
+        chosen: list[_Entry] = []
+        total = 0
+        for i in range(first, len(entries)):
+            entry = entries[i]
+            if entry.end_offset > limit or (chosen and total + entry.size > max_bytes):
+                break
+            chosen.append(entry)
+            total += entry.size
+        if not chosen:
+            return None
+        self.hits += 1
+        data = b"".join([piece for entry in chosen for piece in entry.pieces])
+        return Slice(chosen[0].position, total, chosen[0].base_offset, chosen[-1].end_offset, data)

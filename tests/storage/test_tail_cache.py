@@ -1,0 +1,67 @@
+"""TailCache: bounded, contiguous, read like a segment slice; the log keeps it consistent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storage.log import TabletLog
+from storage.tail_cache import MAX_ENTRIES, TailCache
+from tests.storage.conftest import make_batch, small_config, values_of
+
+
+def test_reads_whole_entries_within_limits() -> None:
+    cache = TailCache(max_bytes=1000)
+    cache.add(10, 12, 0, 100, [b"a" * 40, b"b" * 60])
+    cache.add(12, 15, 100, 100, [b"c" * 100])
+    cache.add(15, 16, 200, 100, [b"d" * 100])
+    assert not cache.covers(9) and cache.covers(10) and cache.covers(15) and not cache.covers(16)
+    got = cache.read(13, max_bytes=150, limit=16)  # from the batch holding 13; one fits
+    assert got is not None
+    assert (got.position, got.size, got.first_offset, got.end_offset) == (100, 100, 12, 15)
+    assert got.data == b"c" * 100
+    got = cache.read(10, max_bytes=10_000, limit=15)  # the last batch ends above the limit
+    assert got is not None and got.end_offset == 15
+    assert got.data == b"a" * 40 + b"b" * 60 + b"c" * 100
+    assert cache.read(15, max_bytes=0, limit=15) is None  # its first batch ends above the limit
+    got = cache.read(15, max_bytes=0, limit=16)  # one batch even above max_bytes
+    assert got is not None and got.size == 100
+
+
+def test_bounded_by_bytes_and_entries_keeping_the_newest() -> None:
+    cache = TailCache(max_bytes=250)
+    for i in range(4):
+        cache.add(i, i + 1, i * 100, 100, [b"x" * 100])
+    assert not cache.covers(1) and cache.covers(2) and cache.covers(3)
+    cache.add(4, 5, 400, 1000, [b"y" * 1000])  # larger than the bound: kept alone
+    assert not cache.covers(3) and cache.covers(4)
+    many = TailCache(max_bytes=1 << 30)
+    for i in range(MAX_ENTRIES + 10):
+        many.add(i, i + 1, i, 1, [b"z"])
+    assert not many.covers(9) and many.covers(10)
+
+
+def test_disabled_cache_holds_nothing() -> None:
+    cache = TailCache(max_bytes=0)
+    cache.add(0, 1, 0, 10, [b"0" * 10])
+    assert not cache.covers(0) and not cache.enabled
+
+
+def test_log_serves_the_tail_from_memory_and_forgets_it_on_roll_and_truncation(
+    tmp_path: Path,
+) -> None:
+    log = TabletLog.open(tmp_path, small_config(segment_bytes=64 * 1024))
+    for tag in range(4):
+        log.append_as_leader(make_batch(count=2, tag=tag), leader_epoch=1)
+    hits = log._tail.hits
+    data = log.read(2, 1 << 20).read_bytes()
+    assert log._tail.hits == hits + 1
+    assert data == log.read(2, 1 << 20, from_disk=True).read_bytes()
+    assert [o for o, _ in values_of(data)] == [2, 3, 4, 5, 6, 7]
+    log.truncate_to(4)
+    assert not log._tail.covers(2)
+    log.append_as_leader(make_batch(count=2, tag=9), leader_epoch=2)
+    assert values_of(log.read(4, 1 << 20).read_bytes())[0][1] == values_of(
+        make_batch(count=2, tag=9))[0][1]
+    log.roll()
+    assert not log._tail.covers(4)
+    log.close()
