@@ -5,9 +5,10 @@ the style of etcd's test network: ``kill`` (SIGKILL), ``pause``/``resume`` (SIGS
 ``stop`` (SIGTERM), ``start``, ``restart``; ``leader_of``, ``controller``; HTTP helpers. Every
 process is killed on exit. Not thread-safe: drive it from the test's thread.
 
-Fault verbs used by the fault-injection suite (``tests/faults``): ``crash_all`` (SIGKILL every
-node at once), ``stop_all`` (SIGTERM every node at once), ``corrupt`` (run a corruptor on a stopped
-node's tablet directory), and — for a cluster created with a :class:`tests.netns.NetnsLab`
+Fault verbs used by the fault-injection suite (``tests/faults``), in
+:mod:`tests.cluster.harness_faults`: ``crash_all`` (SIGKILL every node at once), ``stop_all``
+(SIGTERM every node at once), ``corrupt`` (run a corruptor on a stopped node's tablet
+directory), and — for a cluster created with a :class:`tests.netns.NetnsLab`
 (``Cluster.create(..., lab=lab)``: each node in its own network namespace) — ``partition``/
 ``heal``. ``crashed_nodes`` names nodes that exited without the test asking them to.
 """
@@ -19,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,9 @@ from typing import Any
 
 import yaml
 
+from tests.cluster.harness_faults import ClusterFaults
 from tests.cluster.httpclient import HttpError, free_ports, http
+from tests.cluster.node_process import NodeProcess
 from tests.netns import NetnsLab
 from tests.waiting import wait_until
 
@@ -50,30 +52,7 @@ FAST_TUNING: dict[str, int] = {
 
 
 @dataclass
-class NodeProcess:
-    """One node of the test cluster."""
-
-    id: str
-    host: str
-    api_port: int
-    raft_port: int
-    data_dir: Path
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    paused: bool = False
-    down_on_purpose: bool = False  # killed or stopped by the test (not a crash)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.api_port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-@dataclass
-class Cluster:
+class Cluster(ClusterFaults):
     """N node processes sharing one generated config."""
 
     base_dir: Path
@@ -180,19 +159,6 @@ class Cluster:
             node.proc.wait(10)
             raise AssertionError(f"{node_id} did not stop within {timeout_s} s") from None
 
-    def pause(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        assert node.proc is not None
-        os.kill(node.proc.pid, signal.SIGSTOP)
-        node.paused = True
-        self.faults.append(f"pause {node_id}")
-
-    def resume(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        assert node.proc is not None
-        os.kill(node.proc.pid, signal.SIGCONT)
-        node.paused = False
-
     def restart(self, node_id: str) -> None:
         self.kill(node_id)
         self.start(node_id)
@@ -260,6 +226,16 @@ class Cluster:
         leader = self.tablet(log, tablet, node_id)["leader"]
         return str(leader) if leader else None
 
+    def leaders(self, log: str, node_id: str | None = None) -> dict[int, str | None]:
+        """tablet → its leader (None: none), as ``node_id`` (default: any running node) sees it."""
+        return {int(t["tablet"]): (str(t["leader"]) if t["leader"] else None)
+                for t in self.describe(log, node_id)["tablets"]}
+
+    def in_sync(self, log: str, node_id: str | None = None) -> bool:
+        """Every tablet has a leader and every replica in its ISR (as ``node_id`` sees it)."""
+        tablets = self.describe(log, node_id)["tablets"]
+        return all(t["leader"] and set(t["isr"]) == set(t["replicas"]) for t in tablets)
+
     # ------------------------------------------------------------------ data
 
     def create_log(self, name: str, node_id: str | None = None, **settings: Any) -> Any:
@@ -298,98 +274,6 @@ class Cluster:
             v["digest"] == first["digest"] and v["high_watermark"] == first["high_watermark"]
             for v in views
         )
-
-    # ------------------------------------------------------------------ faults (tests/faults)
-
-    def crashed_nodes(self) -> list[str]:
-        """Nodes whose process exited although the test did not kill or stop them."""
-        return [n.id for n in self.nodes.values()
-                if n.proc is not None and n.proc.poll() is not None and not n.down_on_purpose]
-
-    def crash_all(self) -> None:
-        """SIGKILL every running node at once (all signals first, then the waits)."""
-        live = [n for n in self.nodes.values() if n.running]
-        for node in live:
-            assert node.proc is not None
-            node.proc.kill()  # also kills a stopped (paused) process
-        for node in live:
-            assert node.proc is not None
-            node.proc.wait(10)
-            node.paused = False
-            node.down_on_purpose = True
-        self.faults.append("kill all")
-
-    def stop_all(self, timeout_s: float = 20.0) -> dict[str, int | None]:
-        """SIGTERM every running node at once and wait for them; returns the exit codes.
-
-        A node still running after ``timeout_s`` is killed, then AssertionError is raised.
-        """
-        live = [n for n in self.nodes.values() if n.running]
-        for node in live:
-            assert node.proc is not None
-            if node.paused:
-                self.resume(node.id)
-            node.down_on_purpose = True
-            node.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        codes: dict[str, int | None] = {}
-        stuck: list[str] = []
-        for node in live:
-            assert node.proc is not None
-            try:
-                codes[node.id] = node.proc.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait(10)
-                stuck.append(node.id)
-        self.faults.append("stop all")
-        if stuck:
-            raise AssertionError(f"{stuck} did not stop within {timeout_s} s of SIGTERM")
-        return codes
-
-    def tablet_dir(self, node_id: str, log: str, tablet: int) -> Path:
-        """Where ``node_id`` keeps its replica of ``log``/``tablet`` (segments, checkpoints)."""
-        return self.nodes[node_id].data_dir / "tablets" / log / f"tablet-{tablet}"
-
-    def corrupt(self, node_id: str, log: str, tablet: int,
-                corruptor: Callable[[Path], str]) -> str:
-        """Run ``corruptor`` on a stopped node's tablet directory; returns what it did."""
-        node = self.nodes[node_id]
-        assert not node.running, f"stop {node_id} before corrupting its files"
-        what = corruptor(self.tablet_dir(node_id, log, tablet))
-        self.faults.append(f"corrupt {node_id} {log}/{tablet}: {what}")
-        return what
-
-    def machine_of(self, node_id: str) -> int:
-        """The NetnsLab machine number of ``node_id`` (``n<k>`` runs on machine k)."""
-        return list(self.nodes).index(node_id) + 1
-
-    def partition(self, node_id: str, *, from_client: bool = False) -> None:
-        """Cut ``node_id`` off from every other node (needs ``lab``); with ``from_client``,
-        from the test process too (NetnsLab.partition's ``from_root``)."""
-        self._require_lab().partition(self.machine_of(node_id), from_root=from_client)
-        self.faults.append(f"partition {node_id}" + (" (and from the client)" if from_client
-                                                     else ""))
-
-    def heal(self) -> None:
-        """Undo every ``partition``."""
-        if self.lab is not None:
-            self.lab.heal()
-
-    def _require_lab(self) -> NetnsLab:
-        if self.lab is None:
-            raise RuntimeError("partition needs a cluster created with lab=NetnsLab(...)")
-        return self.lab
-
-    def leaders(self, log: str, node_id: str | None = None) -> dict[int, str | None]:
-        """tablet → its leader (None: none), as ``node_id`` (default: any running node) sees it."""
-        return {int(t["tablet"]): (str(t["leader"]) if t["leader"] else None)
-                for t in self.describe(log, node_id)["tablets"]}
-
-    def in_sync(self, log: str, node_id: str | None = None) -> bool:
-        """Every tablet has a leader and every replica in its ISR (as ``node_id`` sees it)."""
-        tablets = self.describe(log, node_id)["tablets"]
-        return all(t["leader"] and set(t["isr"]) == set(t["replicas"]) for t in tablets)
 
 
 def _no_prefix(_node_id: str) -> Sequence[str]:

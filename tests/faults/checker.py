@@ -1,10 +1,10 @@
 """A Jepsen-style checker for a replicated log's history (pure: no I/O, no clock, no threads).
 
-The history of one run (:class:`History`) holds what the workload saw — every write attempt with
-its outcome, every answer of a polling reader — what the final read found once the faults were
-healed, each replica's own digest of every tablet, and the faults that were injected. The
-checker (:func:`check`) looks for the anomalies the product promise (DESIGN.md §7) rules out,
-after the Kafka checker of Jepsen (``jepsen/tests/kafka.clj``):
+The history of one run (:class:`History`, see :mod:`tests.faults.history`) holds what the
+workload saw — every write attempt with its outcome, every answer of a polling reader — what the
+final read found once the faults were healed, each replica's own digest of every tablet, and the
+faults that were injected. The checker (:func:`check`) looks for the anomalies the product
+promise (DESIGN.md §7) rules out, after the Kafka checker of Jepsen (``jepsen/tests/kafka.clj``):
 
 * **lost** — an acknowledged (``acks=all``) record is not in the final read at the offset it was
   acknowledged at (missing, or moved elsewhere);
@@ -36,90 +36,25 @@ import struct
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-Outcome = Literal["ok", "fail", "info"]
-"""``ok``: acknowledged; ``fail``: definitely not written; ``info``: unknown (indeterminate)."""
+from tests.faults.history import (
+    Attempt,
+    Fault,
+    FinalRecord,
+    History,
+    Outcome,
+    Position,
+    Read,
+    ReplicaState,
+)
 
-Position = tuple[int, int]
-"""(tablet, offset)."""
+__all__ = [
+    "EXAMPLES", "Attempt", "Fault", "FinalRecord", "History", "Outcome", "Position", "Read",
+    "Recovery", "ReplicaState", "Report", "check", "digest_of", "recoveries",
+]
 
 EXAMPLES = 5
 """How many examples of each anomaly a report keeps."""
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One produce request: its values all go to one tablet, in one batch."""
-
-    id: str
-    tablet: int
-    values: tuple[str, ...]
-    outcome: Outcome
-    acked: tuple[Position, ...] = ()  # one per value when ``ok``
-    started: float = 0.0  # monotonic seconds
-    finished: float = 0.0
-    node: str = ""
-    error: str = ""
-    sends: int = 1  # requests it took (idempotent writers resend the same batch)
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    """One poll answer of a reader: the records from ``asked`` onwards, as (offset, value)."""
-
-    reader: str
-    tablet: int
-    asked: int
-    records: tuple[tuple[int, str], ...]
-    at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class FinalRecord:
-    offset: int
-    value: str
-    timestamp: int = 0
-    key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReplicaState:
-    """A replica's own view of a tablet (the digest endpoint), or why it could not be had."""
-
-    node: str
-    start_offset: int = 0
-    end_offset: int = 0
-    high_watermark: int = 0
-    digest: str = ""
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """One injected fault: ``started`` when it hit, ``healed`` when it was undone."""
-
-    kind: str
-    target: str
-    started: float
-    healed: float
-    detail: str = ""
-
-
-@dataclass
-class History:
-    attempts: list[Attempt] = field(default_factory=list)
-    reads: list[Read] = field(default_factory=list)
-    #: tablet → its records as the final read found them (start offset first).
-    final: dict[int, list[FinalRecord]] = field(default_factory=dict)
-    #: tablet → the start offset the final read reported.
-    final_start: dict[int, int] = field(default_factory=dict)
-    #: tablet → why the final read failed (that tablet then counts as unreadable).
-    final_errors: dict[int, str] = field(default_factory=dict)
-    #: tablet → every replica's own view (None: not collected, the check is skipped).
-    replicas: dict[int, list[ReplicaState]] | None = None
-    faults: list[Fault] = field(default_factory=list)
-
 
 _DIGEST_FIELDS = struct.Struct(">qq")
 _LENGTH = struct.Struct(">i")

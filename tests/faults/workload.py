@@ -22,28 +22,39 @@ many requests it took), ``info`` if the run ended while it was still unknown.
 Readers (threads, one per tablet) long-poll the JSON consume endpoint from their next offset,
 through a random node, and record every answer with the time it was seen.
 
-Standard library HTTP only (urllib): nothing here depends on the product's client.
+Standard library HTTP only (urllib, through :mod:`tests.faults.workload_http`): nothing here
+depends on the product's client. What is read back after the run (the final read, each
+replica's view) is in :mod:`tests.faults.final_state`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from replication.partitioning import tablet_for_key
 from storage.batch import build_batch
-from tests.faults.checker import Attempt, FinalRecord, Outcome, Read, ReplicaState
+from tests.faults.final_state import final_read, replica_states
+from tests.faults.history import Attempt, Outcome, Read
+from tests.faults.workload_http import (
+    Answer,
+    call,
+    classify,
+    error_code,
+    post_bytes,
+    record_value,
+)
 from tests.waiting import wait_until
 
-DEFINITE_FAILURES = {"not_enough_replicas", "no_leader"}
+__all__ = [
+    "Answer", "RunClock", "Workload", "WorkloadConfig", "classify", "final_read", "keys_for",
+    "replica_states",
+]
 
 
 class RunClock:
@@ -54,74 +65,6 @@ class RunClock:
 
     def __call__(self) -> float:
         return time.monotonic() - self._t0
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int  # 0: no HTTP answer
-    body: Any
-    refused: bool = False  # no answer because the connection was refused: nothing was sent
-    error: str = ""
-
-
-def call(method: str, url: str, body: object | None = None, timeout_s: float = 10.0) -> Answer:
-    """One HTTP request; never raises for network trouble (status 0 instead)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return Answer(response.status, _decode(response.read()))
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, _decode(exc.read()))
-    except urllib.error.URLError as exc:
-        refused = isinstance(exc.reason, ConnectionRefusedError)
-        return Answer(0, None, refused=refused, error=repr(exc.reason))
-    except (OSError, ValueError) as exc:  # timeouts, resets, a truncated answer
-        return Answer(0, None, error=repr(exc))
-
-
-def post_bytes(url: str, body: bytes, timeout_s: float) -> Answer:
-    """POST record batches to the binary produce endpoint."""
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/vnd.tabletlog.batches")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return Answer(response.status, _decode(response.read()))
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, _decode(exc.read()))
-    except urllib.error.URLError as exc:
-        refused = isinstance(exc.reason, ConnectionRefusedError)
-        return Answer(0, None, refused=refused, error=repr(exc.reason))
-    except (OSError, ValueError) as exc:
-        return Answer(0, None, error=repr(exc))
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return raw.decode(errors="replace")
-
-
-def error_code(answer: Answer) -> str:
-    if isinstance(answer.body, dict):
-        return str(answer.body.get("error"))
-    return answer.error or f"HTTP {answer.status}"
-
-
-def classify(answer: Answer) -> Outcome:
-    """The outcome of a produce answer, per API.md's contract."""
-    if answer.status == 200:
-        return "ok"
-    if answer.status == 0:
-        return "fail" if answer.refused else "info"
-    if 400 <= answer.status < 500:
-        return "fail"
-    if answer.status == 503 and error_code(answer) in DEFINITE_FAILURES:
-        return "fail"
-    return "info"
 
 
 def keys_for(tablet: int, tablets: int, count: int, prefix: str) -> list[str]:
@@ -359,93 +302,3 @@ class Workload:
                 self.reads.append(Read(reader, tablet, offset, records, at))
             if records:
                 self.reader_offsets[tablet] = records[-1][0] + 1
-
-
-def record_value(record: Mapping[str, Any]) -> str:
-    """A consumed record's value; a value that is not UTF-8 (never written by us) is marked."""
-    if record.get("value") is None and record.get("value_b64") is not None:
-        return f"b64:{record['value_b64']}"
-    return str(record.get("value"))
-
-
-# ---------------------------------------------------------------------- final state
-
-
-@dataclass
-class FinalRead:
-    records: dict[int, list[FinalRecord]]
-    start: dict[int, int]
-    high_watermark: dict[int, int]
-    errors: dict[int, str]
-
-
-def final_read(urls: Mapping[str, str], log: str, tablets: int,
-               timeout_s: float = 60.0) -> FinalRead:
-    """Every committed record of every tablet, from its start offset, through any node."""
-    out = FinalRead({}, {}, {}, {})
-    for tablet in range(tablets):
-        try:
-            start, hw, records = _read_tablet(urls, log, tablet, timeout_s)
-        except AssertionError as exc:
-            out.errors[tablet] = str(exc)
-            out.records[tablet] = []
-            continue
-        out.records[tablet] = records
-        out.start[tablet] = start
-        out.high_watermark[tablet] = hw
-    return out
-
-
-def _read_tablet(urls: Mapping[str, str], log: str, tablet: int,
-                 timeout_s: float) -> tuple[int, int, list[FinalRecord]]:
-    nodes = sorted(urls)
-    records: list[FinalRecord] = []
-    offset = 0
-    start: int | None = None
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    attempt = 0
-    while True:
-        node = nodes[attempt % len(nodes)]
-        url = (f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/records?offset={offset}"
-               f"&max_records=5000")
-        answer = call("GET", url, timeout_s=10)
-        body = answer.body
-        if answer.status == 400 and isinstance(body, dict) \
-                and body.get("error") == "offset_out_of_range" and start is None:
-            offset = int(body["start_offset"])  # the log starts later (retention)
-            start = offset
-            continue
-        if answer.status != 200 or not isinstance(body, dict):
-            last = f"{node}: {answer.status} {error_code(answer)} {body!r}"
-            attempt += 1
-            if time.monotonic() > deadline:
-                raise AssertionError(f"tablet {tablet} unreadable at offset {offset}: {last}")
-            time.sleep(0.2)
-            continue
-        if start is None:
-            start = int(body["start_offset"])
-        for r in body["records"]:
-            records.append(FinalRecord(int(r["offset"]), record_value(r), int(r["timestamp"]),
-                                       r.get("key")))
-        next_offset = int(body["next_offset"])
-        hw = int(body["high_watermark"])
-        if next_offset >= hw or not body["records"]:
-            return start, hw, records
-        offset = next_offset
-
-
-def replica_states(urls: Mapping[str, str], log: str, tablet: int,
-                   replicas: Sequence[str]) -> list[ReplicaState]:
-    """Each replica's own view of the tablet, asked of that replica's node."""
-    states: list[ReplicaState] = []
-    for node in replicas:
-        answer = call("GET", f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/replicas/{node}",
-                      timeout_s=10)
-        body = answer.body
-        if answer.status != 200 or not isinstance(body, dict):
-            states.append(ReplicaState(node, error=f"{answer.status} {error_code(answer)}"))
-            continue
-        states.append(ReplicaState(node, int(body["start_offset"]), int(body["end_offset"]),
-                                   int(body["high_watermark"]), str(body["digest"])))
-    return states

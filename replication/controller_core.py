@@ -1,0 +1,194 @@
+"""The controller's state and primitives: the role check, confirmed commands, background tasks.
+
+:class:`ControllerCore` is the base of :class:`replication.controller.Controller`: it holds the
+claimed term, the liveness tracker and the background tasks, tells whether this node is the
+active controller (:attr:`~ControllerCore.is_active`), and applies metadata commands.
+
+**Confirmed effects.** pysyncobj can report a false SUCCESS after a partition heals
+(notes/pysyncobj.md §4). A command's result is trusted only if, after it was applied here, this
+node is still Raft leader in the claim's term: an entry of term T applied by the leader of term
+T was committed by a majority (the false success needs a node that has lost that leadership).
+Otherwise the outcome is unknown (:class:`MetadataTimeout`). One command is in flight at a time
+(``asyncio.Lock``), so an isolated leader can only ever build a one-entry divergent tail.
+:func:`error_for_rejection` maps a command the map recorded as a no-op to its error.
+
+Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from node.config import ClusterConfig
+from replication.controller_client import ControllerClient
+from replication.errors import (
+    AlreadyExists,
+    CommandRejected,
+    InvalidRequest,
+    MetadataTimeout,
+    MetadataUnavailable,
+    NotController,
+    PeerUnreachable,
+    ReplicationError,
+    StaleEpoch,
+    StaleVersion,
+    UnknownLog,
+)
+from replication.liveness import LivenessTracker
+from replication.metadata import MetadataStore
+from replication.model import TabletInfo
+
+# The controller logs under one name, whichever of its modules a line comes from.
+log = logging.getLogger("replication.controller")
+
+__all__ = ["COMMAND_ATTEMPTS", "COMMAND_TIMEOUT_S", "ControllerCore", "error_for_rejection"]
+
+COMMAND_TIMEOUT_S = 2.0
+COMMAND_ATTEMPTS = 3
+
+
+def error_for_rejection(result: dict[str, Any]) -> ReplicationError:
+    """The error for a command the map recorded as a no-op."""
+    code, message = str(result.get("error")), str(result.get("message", ""))
+    if code == "stale_epoch":
+        return StaleEpoch(message)
+    if code == "stale_version":
+        return StaleVersion(message)
+    if code == "already_exists":
+        return AlreadyExists(message)
+    if code == "unknown_log":
+        return UnknownLog(message)
+    if code in ("invalid", "bad_command", "unknown_node"):
+        return InvalidRequest(message)
+    if code in ("stale_term", "unclaimed_term"):
+        return NotController(None)
+    return CommandRejected(code, message)
+
+
+class ControllerCore:
+    """What every controller duty builds on; see :class:`replication.controller.Controller`."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        node_id: str,
+        config: ClusterConfig,
+        http: ControllerClient,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        tick_s: float = 0.1,
+        rebalance_after_s: float | None = 10.0,
+    ) -> None:
+        """``rebalance_after_s``: hand a tablet back to its preferred leader once that replica
+        has been alive, heartbeating and in the ISR this long (None: never)."""
+        self.store = store
+        self.node_id = node_id
+        self.config = config
+        self._http = http
+        self._clock = clock
+        self._tick_s = tick_s
+        self._liveness = LivenessTracker(
+            session_timeout_s=config.tuning.session_timeout_ms / 1000,
+            late_s=2 * config.tuning.heartbeat_interval_ms / 1000,
+            rebalance_after_s=rebalance_after_s,
+        )
+        self._term: int | None = None
+        self._lock = asyncio.Lock()
+        self._background: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ role
+
+    @property
+    def is_active(self) -> bool:
+        """Whether this node is the controller now: Raft leader in the term it claimed."""
+        term, view = self._term, self.store.view
+        return (
+            term is not None
+            and self.store.is_raft_leader()
+            and self.store.raft_term() == term
+            and view.controller == self.node_id
+            and view.controller_term == term
+        )
+
+    @property
+    def term(self) -> int | None:
+        """The controller term claimed by this node (None if it never became active)."""
+        return self._term
+
+    def _require_active(self) -> int:
+        if not self.is_active:
+            hint = self.store.view.controller
+            if hint == self.node_id:
+                leader = self.store.raft_leader_id()
+                hint = leader if leader != self.node_id else None
+            raise NotController(hint)
+        assert self._term is not None
+        return self._term
+
+    def _deactivate(self) -> None:
+        self._term = None
+        for task in self._background.values():
+            task.cancel()
+        self._background.clear()
+
+    def _still_leader(self, term: int) -> bool:
+        return self.store.is_raft_leader() and self.store.raft_term() == term
+
+    # ------------------------------------------------------------------ commands
+
+    async def _command(self, cmd: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Apply ``cmd`` (with our term) and confirm it; returns (result, was_retried).
+
+        Retries after an unknown outcome are safe because every command is idempotent or
+        compare-and-set; ``was_retried`` lets the caller recognise its own earlier success
+        in a CAS failure.
+        """
+        async with self._lock:
+            for attempt in range(COMMAND_ATTEMPTS):
+                term = self._require_active()
+                assert cmd.get("term", term) == term
+                try:
+                    result = await self.store.propose(cmd, COMMAND_TIMEOUT_S)
+                except (MetadataTimeout, MetadataUnavailable) as exc:
+                    log.info("controller command %s attempt %d: %s", cmd["op"], attempt + 1, exc)
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                if not self._still_leader(term):
+                    raise MetadataTimeout("lost Raft leadership while applying a command; its "
+                                          "outcome is unknown")
+                return result, attempt > 0
+        raise MetadataTimeout(f"metadata command {cmd['op']} did not complete; it may have")
+
+    def _tablet_or_raise(self, log_name: str, index: int) -> TabletInfo:
+        tablet = self.store.view.tablet(log_name, index)
+        if tablet is None:
+            raise UnknownLog(f"no tablet {index} of log {log_name!r}")
+        return tablet
+
+    def _spawn(self, key: str, coro: Any) -> None:
+        """Run ``coro`` in the background unless a task with ``key`` still runs."""
+        running = self._background.get(key)
+        if running is not None and not running.done():
+            coro.close()
+            return
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except (ReplicationError, PeerUnreachable) as exc:
+                log.info("controller task %s: %s", key, exc)
+
+        self._background[key] = asyncio.get_running_loop().create_task(guarded(), name=key)
+
+    async def close(self) -> None:
+        """Cancel background work (registrations, probes)."""
+        tasks = list(self._background.values())
+        self._deactivate()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
