@@ -9,8 +9,8 @@ answer could even be sent.
 Holds whole batches of the active segment only (cleared on every roll and truncation), at most
 about ``max_bytes`` and MAX_ENTRIES batches (oldest dropped first; the newest batch is always
 kept; the entry bound keeps the scan from the newest entry short). Each entry keeps the
-buffers the append wrote (bytes, or memoryviews of immutable request bodies): nothing is copied
-until a read joins them.
+buffers the append wrote (bytes, or read-only memoryviews of request bodies): nothing is copied
+until a read joins them; a mutable buffer (bytearray, writable view) is copied when added.
 
 Offsets: the entries hold contiguous batches [base, end) whose last end is the log's end offset;
 ``position`` is a batch's byte position in the active segment file.
@@ -59,6 +59,8 @@ class TailCache:
             return
         entries = self._entries
         assert not entries or entries[-1].end_offset == base_offset, "cache entries contiguous"
+        if not all(_immutable(piece) for piece in pieces):  # a caller may reuse its buffer
+            pieces = [bytes(piece) for piece in pieces]
         entries.append(_Entry(base_offset, end_offset, position, size, pieces))
         self._bytes += size
         while (self._bytes > self._max_bytes and len(entries) > 1) or len(entries) > MAX_ENTRIES:
@@ -95,3 +97,9 @@ class TailCache:
         self.hits += 1
         data = b"".join([piece for entry in chosen for piece in entry.pieces])
         return Slice(chosen[0].position, total, chosen[0].base_offset, chosen[-1].end_offset, data)
+
+
+def _immutable(piece: object) -> bool:
+    if isinstance(piece, memoryview):
+        return piece.readonly
+    return type(piece) is bytes  # not a bytearray passed where bytes were promised

@@ -40,6 +40,15 @@ def test_bounded_by_bytes_and_entries_keeping_the_newest() -> None:
     assert not many.covers(9) and many.covers(10)
 
 
+def test_mutable_buffers_are_copied_when_added() -> None:
+    cache = TailCache(max_bytes=1000)
+    buffer = bytearray(b"a" * 10)
+    cache.add(0, 1, 0, 20, [memoryview(buffer), b"b" * 10])
+    buffer[:] = b"z" * 10  # the caller reuses its buffer
+    got = cache.read(0, max_bytes=100, limit=1)
+    assert got is not None and got.data == b"a" * 10 + b"b" * 10
+
+
 def test_disabled_cache_holds_nothing() -> None:
     cache = TailCache(max_bytes=0)
     cache.add(0, 1, 0, 10, [b"0" * 10])
