@@ -4,10 +4,11 @@
 claimed term, the liveness tracker and the background tasks, tells whether this node is the
 active controller (:attr:`~ControllerCore.is_active`), and applies metadata commands.
 
-**Confirmed effects.** pysyncobj can report a false SUCCESS after a partition heals
-(notes/pysyncobj.md §4). A command's result is trusted only if, after it was applied here, this
-node is still Raft leader in the claim's term: an entry of term T applied by the leader of term
-T was committed by a majority (the false success needs a node that has lost that leadership).
+**Confirmed effects.** pysyncobj can report a false SUCCESS after a partition heals (measured
+with 0.3.17: commands sent to an isolated old leader got SUCCESS and were kept by no node). A
+command's result is trusted only if, after it was applied here, this node is still Raft leader
+in the claim's term: an entry of term T applied by the leader of term T was committed by a
+majority (the false success needs a node that has lost that leadership).
 Otherwise the outcome is unknown (:class:`MetadataTimeout`). One command is in flight at a time
 (``asyncio.Lock``), so an isolated leader can only ever build a one-entry divergent tail.
 :func:`error_for_rejection` maps a command the map recorded as a no-op to its error.

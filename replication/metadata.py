@@ -145,7 +145,7 @@ class MetadataStore:
         The result may be ``ok: False`` (the map recorded the command as a no-op). Raises
         MetadataTimeout when the outcome is unknown (timeout, leader change) and
         MetadataUnavailable when the command was certainly not applied. SUCCESS can be false
-        after a partition (notes/pysyncobj.md): callers confirm effects in the view.
+        after a partition (see replication/controller_core.py): callers confirm effects in the view.
         """
         if self._closed:
             raise MetadataUnavailable("the metadata store is closed")
