@@ -105,8 +105,8 @@ class GroupCommitter:
             assert end_offset <= self._log.end_offset, "waiting for offsets never appended"
             self._waiters.append(_Waiter(end_offset, self._log.generation, callback))
             small = self._log.size_bytes - self._size_at_flush <= self._inline_flush_bytes
-            if eager and small and self._task is None:
-                self._flush_round(None)
+            if eager and small and self._task is None and not self._log.is_closed:
+                self._flush_inline()
                 if self._failed is not None:
                     self._fail_all(self._failed)
                     return
@@ -151,7 +151,7 @@ class GroupCommitter:
             while not self._log.is_closed:
                 self._again = False
                 if self._log.size_bytes - self._size_at_flush <= self._inline_flush_bytes:
-                    self._flush_round(None)
+                    self._flush_inline()
                 else:
                     size = self._log.size_bytes
                     try:
@@ -162,7 +162,7 @@ class GroupCommitter:
                     except OSError as err:
                         self._on_flush_error(err)
                     else:
-                        self._flush_round(ticket)
+                        self._complete(ticket)
                 if self._failed is not None or (not self._waiters and not self._again):
                     break
         finally:
@@ -172,19 +172,21 @@ class GroupCommitter:
             elif self._log.is_closed:
                 self._settle_waiters(nothing_to_flush=True)
 
-    def _flush_round(self, ticket: FlushTicket | None) -> None:
-        """Complete one flush round: ``ticket`` already ran (in the executor), or None to take
-        and run one here, on the loop thread. Settles the waiters it covers."""
-        if ticket is None:
-            size = self._log.size_bytes
-            try:
-                ticket = self._log.begin_flush()
-                if ticket is not None:
-                    ticket.run()
-                    self._size_at_flush = size
-            except OSError as err:
-                self._on_flush_error(err)
-                return
+    def _flush_inline(self) -> None:
+        """One flush round on the loop thread (blocks it for the fsync)."""
+        size = self._log.size_bytes
+        try:
+            ticket = self._log.begin_flush()
+            if ticket is not None:
+                ticket.run()
+                self._size_at_flush = size
+        except OSError as err:
+            self._on_flush_error(err)
+            return
+        self._complete(ticket)
+
+    def _complete(self, ticket: FlushTicket | None) -> None:
+        """After a flush round (None: there was nothing to flush): settle what it covers."""
         if ticket is not None:
             self._log.complete_flush(ticket)
             self.flushes += 1
