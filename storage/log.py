@@ -44,6 +44,7 @@ from storage.producers import KIND as PRODUCER_KIND
 from storage.recovery import CLEAN_KIND, marker_lines, recover
 from storage.results import AppendResult, ReadResult
 from storage.segments import BatchPlacement
+from storage.tail_cache import TailCacheBudget
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ class TabletLog(LogBase):
     def open(
         cls, directory: Path, config: LogConfig, *, clock_ms: Callable[[], int] = wall_clock_ms,
         files: FileCache | None = None, truncate_corrupt: bool = False, full_scan: bool = False,
+        tail_budget: TailCacheBudget | None = None,
     ) -> TabletLog:
         """Open (creating if missing) and recover the log in ``directory`` (see recovery.py).
 
-        ``files`` is the node's shared FileCache (a private one is made if None). Raises
+        ``files`` is the node's shared FileCache (a private one is made if None);
+        ``tail_budget`` the node's shared bound on tail-cache memory (none if None). Raises
         CorruptSegment if a closed segment holds a corrupt batch; call again with
         ``truncate_corrupt=True`` to truncate the log just before the first corrupt batch
         (every batch of every segment is then checked) and re-fetch the rest from the leader.
@@ -81,7 +84,8 @@ class TabletLog(LogBase):
         cache = files if files is not None else FileCache()
         found = recover(directory, config, cache, truncate_corrupt=truncate_corrupt,
                         full_scan=full_scan)
-        self = cls(directory, config, files=cache, owns_files=owns, clock_ms=clock_ms, found=found)
+        self = cls(directory, config, files=cache, owns_files=owns, clock_ms=clock_ms, found=found,
+                   tail_budget=tail_budget)
         self.checkpoint()
         return self
 
@@ -312,6 +316,7 @@ class TabletLog(LogBase):
 
     def _release(self) -> None:
         self._closed = True
+        self._tail.clear()
         self._segments.close()
         if self._owns_files:
             self._files.close()

@@ -23,7 +23,7 @@ from storage.recovery import HW_KIND, START_KIND, Recovered
 from storage.results import LogStats
 from storage.retention import retention_count
 from storage.segments import SegmentSet
-from storage.tail_cache import TailCache
+from storage.tail_cache import TailCache, TailCacheBudget
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class LogBase:
 
     def __init__(
         self, directory: Path, config: LogConfig, *, files: FileCache, owns_files: bool,
-        clock_ms: Callable[[], int], found: Recovered,
+        clock_ms: Callable[[], int], found: Recovered, tail_budget: TailCacheBudget | None = None,
     ) -> None:
         self._directory = directory
         self._config = config
@@ -44,7 +44,7 @@ class LogBase:
             recovered_truncated_bytes=found.truncated_bytes, index_rebuilds=found.index_rebuilds
         )
         self._segments = SegmentSet(directory, config, files, found.segments, self.stats)
-        self._tail = TailCache(config.tail_cache_bytes)  # batches of the active segment
+        self._tail = TailCache(config.tail_cache_bytes, tail_budget)  # newest batches
         self._start = found.start_offset
         self._hw = found.high_watermark
         self._flushed = self._segments.end_offset

@@ -17,8 +17,12 @@ from storage.config import LogConfig
 from storage.files import FileCache
 from storage.layout import DELETED_SUFFIX
 from storage.log import TabletLog, wall_clock_ms
+from storage.tail_cache import TailCacheBudget
 
 log = logging.getLogger(__name__)
+
+#: Memory all tail caches of a node may hold together (storage/tail_cache.py).
+NODE_TAIL_CACHE_BYTES = 256 * 1024 * 1024
 
 _LOG_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _TABLET_DIR = re.compile(r"^tablet-(\d+)$")
@@ -36,14 +40,17 @@ def validate_log_name(name: str) -> str:
 class LogManager:
     """Opens, tracks and deletes the TabletLogs of one node. Event-loop thread only.
 
-    Every log shares ``files`` (the node's fd budget for closed segments).
+    Every log shares ``files`` (the node's fd budget for closed segments) and ``tail_budget``
+    (the node's memory for recent batches).
     """
 
     def __init__(
-        self, data_dir: Path, files: FileCache, *, clock_ms: Callable[[], int] = wall_clock_ms
+        self, data_dir: Path, files: FileCache, *, clock_ms: Callable[[], int] = wall_clock_ms,
+        tail_cache_bytes: int = NODE_TAIL_CACHE_BYTES,
     ) -> None:
         self.data_dir = data_dir
         self.files = files
+        self.tail_budget = TailCacheBudget(tail_cache_bytes)
         self._clock_ms = clock_ms
         self._logs: dict[tuple[str, int], TabletLog] = {}
 
@@ -67,7 +74,7 @@ class LogManager:
             return existing
         directory = self.directory_for(log_name, tablet)
         opened = TabletLog.open(directory, config, clock_ms=self._clock_ms, files=self.files,
-                                truncate_corrupt=truncate_corrupt)
+                                truncate_corrupt=truncate_corrupt, tail_budget=self.tail_budget)
         self._logs[key] = opened
         return opened
 

@@ -6,9 +6,11 @@ of bytes that were checked when they were appended. Measured with one acks=all w
 (3 nodes, loopback): each follower's read took ~60 µs of the leader's ~1 ms answer, before the
 answer could even be sent.
 
-Holds whole batches of the active segment only (cleared on every roll and truncation), at most
-about ``max_bytes`` and MAX_ENTRIES batches (oldest dropped first; the newest batch is always
-kept; the entry bound keeps the scan from the newest entry short). Each entry keeps the
+Holds whole batches of the active segment only (cleared on every roll, truncation and close), at
+most about ``max_bytes`` and MAX_ENTRIES batches (oldest dropped first; the newest batch is always
+kept; the entry bound keeps the scan from the newest entry short). A node shares one
+TailCacheBudget among all its logs, so thousands of tablets cannot hold thousands of windows:
+over budget, the caches that appended least recently are emptied first. Each entry keeps the
 buffers the append wrote (bytes, or read-only memoryviews of request bodies): nothing is copied
 until a read joins them; a mutable buffer (bytearray, writable view) is copied when added.
 
@@ -20,7 +22,7 @@ Not thread-safe: loop thread, owned by one TabletLog.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,11 +41,41 @@ class _Entry:
     pieces: Sequence[bytes | memoryview]
 
 
+class TailCacheBudget:
+    """The bytes held by all the TailCaches of a node, bounded together (see the module
+    docstring). Loop thread only."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.total = 0
+        self._caches: OrderedDict[int, TailCache] = OrderedDict()  # least recently added first
+
+    def charge(self, cache: TailCache, size: int) -> None:
+        """``cache`` added ``size`` bytes: make room, emptying the least recent caches first,
+        then trimming ``cache`` itself (down to its newest batch)."""
+        self.total += size
+        self._caches[id(cache)] = cache
+        self._caches.move_to_end(id(cache))
+        while self.total > self.max_bytes:
+            victim = next(iter(self._caches.values()))
+            if victim is not cache:
+                victim.clear()
+            elif not cache.drop_oldest():
+                break
+
+    def credit(self, cache: TailCache, size: int, *, emptied: bool) -> None:
+        """``cache`` released ``size`` bytes (all it held when ``emptied``)."""
+        self.total -= size
+        if emptied:
+            self._caches.pop(id(cache), None)
+
+
 class TailCache:
     """The newest batches of one log's active segment (see the module docstring)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, budget: TailCacheBudget | None = None) -> None:
         self._max_bytes = max_bytes
+        self._budget = budget
         self._entries: deque[_Entry] = deque()
         self._bytes = 0
         self.hits = 0
@@ -64,12 +96,26 @@ class TailCache:
         entries.append(_Entry(base_offset, end_offset, position, size, pieces))
         self._bytes += size
         while (self._bytes > self._max_bytes and len(entries) > 1) or len(entries) > MAX_ENTRIES:
-            self._bytes -= entries.popleft().size
+            self.drop_oldest()
+        if self._budget is not None:
+            self._budget.charge(self, size)
+
+    def drop_oldest(self) -> bool:
+        """Forget the oldest batch unless it is the only one; return whether one was dropped."""
+        if len(self._entries) <= 1:
+            return False
+        size = self._entries.popleft().size
+        self._bytes -= size
+        if self._budget is not None:
+            self._budget.credit(self, size, emptied=False)
+        return True
 
     def clear(self) -> None:
-        """Forget everything (a roll or a truncation changed the active segment)."""
+        """Forget everything (a roll, truncation or close changed the active segment)."""
+        size, self._bytes = self._bytes, 0
         self._entries.clear()
-        self._bytes = 0
+        if self._budget is not None:
+            self._budget.credit(self, size, emptied=True)
 
     def covers(self, offset: int) -> bool:
         """Whether a read from ``offset`` can be served from here."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from storage.files import FileCache
 from storage.log import TabletLog
-from storage.tail_cache import MAX_ENTRIES, TailCache
+from storage.manager import LogManager
+from storage.tail_cache import MAX_ENTRIES, TailCache, TailCacheBudget
 from tests.storage.conftest import make_batch, small_config, values_of
 
 
@@ -47,6 +49,38 @@ def test_mutable_buffers_are_copied_when_added() -> None:
     buffer[:] = b"z" * 10  # the caller reuses its buffer
     got = cache.read(0, max_bytes=100, limit=1)
     assert got is not None and got.data == b"a" * 10 + b"b" * 10
+
+
+def test_a_shared_budget_empties_the_least_recent_caches_first() -> None:
+    budget = TailCacheBudget(max_bytes=300)
+    idle, other, busy = (TailCache(1000, budget) for _ in range(3))
+    idle.add(0, 1, 0, 100, [b"i" * 100])
+    other.add(0, 1, 0, 100, [b"o" * 100])
+    busy.add(0, 1, 0, 100, [b"b" * 100])
+    assert budget.total == 300 and idle.covers(0)
+    busy.add(1, 2, 100, 100, [b"b" * 100])  # over: the least recent cache goes whole
+    assert not idle.covers(0) and other.covers(0) and busy.covers(0)
+    assert budget.total == 300
+    busy.add(2, 3, 200, 150, [b"b" * 150])  # over again: then the busy one trims its oldest
+    assert not other.covers(0) and not busy.covers(0) and busy.covers(1)
+    assert budget.total == 250
+    busy.clear()
+    assert budget.total == 0
+
+
+def test_a_node_shares_one_budget_across_its_logs(tmp_path: Path) -> None:
+    manager = LogManager(tmp_path, FileCache(), tail_cache_bytes=64 * 1024)
+    config = small_config(segment_bytes=1 << 20)
+    logs = [manager.open_log("events", t, config) for t in range(3)]
+    for tablet_log in logs:
+        for tag in range(8):
+            tablet_log.append_as_leader(make_batch(count=4, value_size=1000, tag=tag), 0)
+    assert manager.tail_budget.total <= 64 * 1024
+    assert not logs[0]._tail.covers(0) and logs[2]._tail.covers(28)  # the last appender keeps
+    for tablet_log in logs:  # whatever the cache holds, reads are right
+        assert len(values_of(tablet_log.read(0, 1 << 20).read_bytes())) == 32
+        tablet_log.close()
+    assert manager.tail_budget.total == 0
 
 
 def test_disabled_cache_holds_nothing() -> None:
