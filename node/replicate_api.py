@@ -103,11 +103,17 @@ async def _serve_fetch(
     if len(active) == len(checked) and active and request.wait_ms > 0 and not any(
         leader.has_news_for(p.fetch_offset) for p, leader in active
     ):
-        futures = [leader.data_future() for _, leader in active]
-        _, pending = await asyncio.wait(futures, timeout=request.wait_ms / 1000,
-                                        return_when=asyncio.FIRST_COMPLETED)
-        for future in pending:
-            future.cancel()
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        for _, leader in active:
+            leader.wake_on_append(woken)
+        timer = loop.call_later(request.wait_ms / 1000, _resolve, woken)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            for _, leader in active:
+                leader.forget_waiter(woken)
     budget = request.max_bytes
     results: list[TabletFetchResult] = []
     for position, target in checked:
@@ -122,6 +128,11 @@ async def _serve_fetch(
         await ws.send_bytes(encode_data(results))
     except ConnectionError:
         pass  # the follower went away; the stream's receive loop ends and cleans up
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _check(

@@ -283,12 +283,14 @@ class TabletLeader:
         """Park until the high watermark moves (a consumer's long poll)."""
         await self._park(self._hw_waiters, timeout_s)
 
-    def data_future(self) -> asyncio.Future[None]:
-        """A future resolved at the next append (for polls covering several tablets)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def wake_on_append(self, future: asyncio.Future[None]) -> None:
+        """Resolve ``future`` at the next append (or close). One future may be handed to the
+        leaders of every tablet a fetch covers: whichever appends first wakes it, with no
+        intermediate task. The caller removes it with ``forget_waiter`` when done."""
         self._data_waiters.add(future)
-        future.add_done_callback(self._data_waiters.discard)
-        return future
+
+    def forget_waiter(self, future: asyncio.Future[None]) -> None:
+        self._data_waiters.discard(future)
 
     async def _park(self, waiters: set[asyncio.Future[None]], timeout_s: float) -> None:
         if self.closed or timeout_s <= 0:
