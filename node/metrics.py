@@ -46,6 +46,11 @@ class NodeMetrics:
         self.raft_term = Gauge("tabletlog_raft_term", "Raft term of the metadata map", registry=r)
         self.is_controller = Gauge("tabletlog_is_controller", "1 if this node is the controller",
                                    registry=r)
+        self.tail_cache_bytes = Gauge("tabletlog_tail_cache_bytes",
+                                      "Bytes of recent batches held in memory (all tablets)",
+                                      registry=r)
+        self.reads = Gauge("tabletlog_log_reads", "Reads of local replicas since they opened",
+                           ["source"], registry=r)
         self.corrupt_recoveries = Gauge("tabletlog_corrupt_segment_recoveries",
                                         "Replicas truncated at corrupt data since start",
                                         registry=r)
@@ -70,6 +75,11 @@ class NodeMetrics:
             labels = (leader.tablet.log, str(leader.tablet.index))
             self.high_watermark.labels(*labels).set(leader.log.high_watermark)
             self.isr_size.labels(*labels).set(len(leader.isr))
+        stats = [replica.log.stats for replica in ctx.replicas.replicas.values()]
+        cached = sum(st.cached_reads for st in stats)
+        self.reads.labels("memory").set(cached)
+        self.reads.labels("disk").set(sum(st.reads for st in stats) - cached)
+        self.tail_cache_bytes.set(ctx.replicas.logs.tail_budget.total)
         self.leaders.set(len(live))
         self.replicas.set(len(ctx.replicas.replicas))
         self.raft_term.set(ctx.store.raft_term())

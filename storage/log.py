@@ -218,6 +218,7 @@ class TabletLog(LogBase):
         if not from_disk and self._tail.covers(offset):
             seg, cached = self._segments.active, self._tail.read(offset, max(max_bytes, 0), limit)
             found = None if cached is None else (seg, cached)
+            self.stats.cached_reads += cached is not None
         else:
             found = self._segments.read(offset, max(max_bytes, 0), limit)
         if found is None:

@@ -74,5 +74,6 @@ class LogStats:
     rolls: int = 0
     reads: int = 0
     read_bytes: int = 0
+    cached_reads: int = 0  # reads served by the tail cache (included in reads)
     index_rebuilds: int = 0
     recovered_truncated_bytes: int = 0  # bytes cut from torn or corrupt tails on open

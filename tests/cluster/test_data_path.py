@@ -190,3 +190,27 @@ def test_delete_and_recreate_starts_empty(cluster: Cluster, tmp_path: Path) -> N
     cluster.create_log("scratch", tablets=1)
     cluster.produce("scratch", [{"value": "new"}])
     assert [r["value"] for r in cluster.read_all("scratch", 0)] == ["new"]
+
+
+def test_metrics_show_traffic_and_the_tail_cache(cluster: Cluster) -> None:
+    """GET /metrics (Prometheus text) reflects what the node did: acknowledged records, the
+    tablets it leads, and followers served from the tail cache."""
+    cluster.produce("events", [{"value": f"m{i}", "tablet": 0} for i in range(20)])
+    leader = cluster.leaders("events")[0]
+    assert leader is not None
+
+    def sample(name: str, labels: str = "") -> float:
+        text = http("GET", f"{cluster.nodes[leader].url}/metrics").decode()
+        prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+        values = [float(line.split()[-1]) for line in text.splitlines()
+                  if line.startswith(prefix)]
+        assert values, f"{prefix!r} missing from /metrics"
+        return values[0]
+
+    assert sample("tabletlog_produce_records_total", 'log="events"') >= 20
+    assert sample("tabletlog_tablets_led") >= 1
+    assert sample("tabletlog_tablet_isr_size", 'log="events",tablet="0"') == 3
+    assert sample("tabletlog_tail_cache_bytes") > 0
+    # the followers fetched what was just appended: from memory, not from the file
+    wait_until(lambda: sample("tabletlog_log_reads", 'source="memory"') > 0, 10,
+               "reads served from the tail cache")
