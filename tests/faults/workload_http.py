@@ -35,6 +35,17 @@ def call(method: str, url: str, body: object | None = None, timeout_s: float = 1
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    return _send(request, timeout_s)
+
+
+def post_bytes(url: str, body: bytes, timeout_s: float) -> Answer:
+    """POST record batches to the binary produce endpoint."""
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", "application/vnd.tabletlog.batches")
+    return _send(request, timeout_s)
+
+
+def _send(request: urllib.request.Request, timeout_s: float) -> Answer:
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return Answer(response.status, _decode(response.read()))
@@ -44,22 +55,6 @@ def call(method: str, url: str, body: object | None = None, timeout_s: float = 1
         refused = isinstance(exc.reason, ConnectionRefusedError)
         return Answer(0, None, refused=refused, error=repr(exc.reason))
     except (OSError, ValueError) as exc:  # timeouts, resets, a truncated answer
-        return Answer(0, None, error=repr(exc))
-
-
-def post_bytes(url: str, body: bytes, timeout_s: float) -> Answer:
-    """POST record batches to the binary produce endpoint."""
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/vnd.tabletlog.batches")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return Answer(response.status, _decode(response.read()))
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, _decode(exc.read()))
-    except urllib.error.URLError as exc:
-        refused = isinstance(exc.reason, ConnectionRefusedError)
-        return Answer(0, None, refused=refused, error=repr(exc.reason))
-    except (OSError, ValueError) as exc:
         return Answer(0, None, error=repr(exc))
 
 
