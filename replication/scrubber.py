@@ -7,6 +7,11 @@ each replica from its start offset to its end, a bounded number of bytes per rou
 both CRCs of every batch), then starts over after ``rescrub_after_s``. A corrupt batch goes to
 :meth:`ReplicaManager.on_corruption`, which repairs the replica from its leader.
 
+Rounds are small because they read on the event loop, from disk (the page-cache window keeps
+little of a log cached): 4 MiB every 100 ms blocked the loop ~8 ms per round and put a 9 ms p99
+on one-in-flight writes after a large load; 256 KiB every 25 ms reads a quarter as much
+(10 MB/s per node, 1 GB in under two minutes) in pauses of well under a millisecond.
+
 Event-loop thread only.
 """
 
@@ -37,8 +42,8 @@ class Scrubber:
     """Verifies the bytes of every local replica, ``bytes_per_round`` every ``interval_s``."""
 
     def __init__(
-        self, replicas: ReplicaManager, *, bytes_per_round: int = 4 * 1024 * 1024,
-        interval_s: float = 0.1, rescrub_after_s: float = 3600.0,
+        self, replicas: ReplicaManager, *, bytes_per_round: int = 256 * 1024,
+        interval_s: float = 0.025, rescrub_after_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._replicas = replicas
