@@ -104,8 +104,7 @@ class GroupCommitter:
         else:
             assert end_offset <= self._log.end_offset, "waiting for offsets never appended"
             self._waiters.append(_Waiter(end_offset, self._log.generation, callback))
-            small = self._log.size_bytes - self._size_at_flush <= self._inline_flush_bytes
-            if eager and small and self._task is None and not self._log.is_closed:
+            if eager and self._fits_inline() and self._task is None and not self._log.is_closed:
                 self._flush_inline()
                 if self._failed is not None:
                     self._fail_all(self._failed)
@@ -150,7 +149,7 @@ class GroupCommitter:
         try:
             while not self._log.is_closed:
                 self._again = False
-                if self._log.size_bytes - self._size_at_flush <= self._inline_flush_bytes:
+                if self._fits_inline():
                     self._flush_inline()
                 else:
                     size = self._log.size_bytes
@@ -171,6 +170,10 @@ class GroupCommitter:
                 self._fail_all(self._failed)
             elif self._log.is_closed:
                 self._settle_waiters(nothing_to_flush=True)
+
+    def _fits_inline(self) -> bool:
+        """Whether the bytes written since the last flush are few enough to fsync on the loop."""
+        return self._log.size_bytes - self._size_at_flush <= self._inline_flush_bytes
 
     def _flush_inline(self) -> None:
         """One flush round on the loop thread (blocks it for the fsync)."""

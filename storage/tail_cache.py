@@ -78,11 +78,6 @@ class TailCache:
         self._budget = budget
         self._entries: deque[_Entry] = deque()
         self._bytes = 0
-        self.hits = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self._max_bytes > 0
 
     def add(self, base_offset: int, end_offset: int, position: int, size: int,
             pieces: Sequence[bytes | memoryview]) -> None:
@@ -140,7 +135,6 @@ class TailCache:
             total += entry.size
         if not chosen:
             return None
-        self.hits += 1
         data = b"".join([piece for entry in chosen for piece in entry.pieces])
         return Slice(chosen[0].position, total, chosen[0].base_offset, chosen[-1].end_offset, data)
 

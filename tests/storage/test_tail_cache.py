@@ -86,7 +86,7 @@ def test_a_node_shares_one_budget_across_its_logs(tmp_path: Path) -> None:
 def test_disabled_cache_holds_nothing() -> None:
     cache = TailCache(max_bytes=0)
     cache.add(0, 1, 0, 10, [b"0" * 10])
-    assert not cache.covers(0) and not cache.enabled
+    assert not cache.covers(0)
 
 
 def test_log_serves_the_tail_from_memory_and_forgets_it_on_roll_and_truncation(
@@ -95,9 +95,9 @@ def test_log_serves_the_tail_from_memory_and_forgets_it_on_roll_and_truncation(
     log = TabletLog.open(tmp_path, small_config(segment_bytes=64 * 1024))
     for tag in range(4):
         log.append_as_leader(make_batch(count=2, tag=tag), leader_epoch=1)
-    hits = log._tail.hits
+    hits = log.stats.cached_reads
     data = log.read(2, 1 << 20).read_bytes()
-    assert log._tail.hits == hits + 1
+    assert log.stats.cached_reads == hits + 1
     assert data == log.read(2, 1 << 20, from_disk=True).read_bytes()
     assert [o for o, _ in values_of(data)] == [2, 3, 4, 5, 6, 7]
     log.truncate_to(4)
