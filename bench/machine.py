@@ -54,12 +54,21 @@ def seq_write(path: Path, *, fsync_each: bool, max_bytes: int, max_secs: float) 
     finally:
         os.close(fd)
     if fsync_each:
-        return Result("seq write 1 MiB chunks, fsync each", SYSTEM, MACHINE_SEQ_WRITE_FSYNC,
-                      msgs_per_s=written / MiB / elapsed, mb_per_s=written / elapsed / 1e6,
-                      notes=f"{written // MiB} MiB in {elapsed:.2f} s; msgs/s = fsyncs/s")
-    return Result("seq write 1 MiB chunks, one fsync", SYSTEM, MACHINE_SEQ_WRITE,
-                  mb_per_s=written / elapsed / 1e6,
-                  notes=f"{written // MiB} MiB in {elapsed:.2f} s incl. final fsync")
+        return Result(
+            "seq write 1 MiB chunks, fsync each",
+            SYSTEM,
+            MACHINE_SEQ_WRITE_FSYNC,
+            msgs_per_s=written / MiB / elapsed,
+            mb_per_s=written / elapsed / 1e6,
+            notes=f"{written // MiB} MiB in {elapsed:.2f} s; msgs/s = fsyncs/s",
+        )
+    return Result(
+        "seq write 1 MiB chunks, one fsync",
+        SYSTEM,
+        MACHINE_SEQ_WRITE,
+        mb_per_s=written / elapsed / 1e6,
+        notes=f"{written // MiB} MiB in {elapsed:.2f} s incl. final fsync",
+    )
 
 
 def page_cache_read(path: Path, *, max_secs: float) -> Result:
@@ -78,9 +87,13 @@ def page_cache_read(path: Path, *, max_secs: float) -> Result:
                 total += n
             passes += 1
     elapsed = time.perf_counter() - t0
-    return Result("seq read 1 MiB, page cache", SYSTEM, MACHINE_READ,
-                  mb_per_s=total / elapsed / 1e6,
-                  notes=f"{total // MiB} MiB in {elapsed:.2f} s ({passes} passes)")
+    return Result(
+        "seq read 1 MiB, page cache",
+        SYSTEM,
+        MACHINE_READ,
+        mb_per_s=total / elapsed / 1e6,
+        notes=f"{total // MiB} MiB in {elapsed:.2f} s ({passes} passes)",
+    )
 
 
 def fsync_latency(path: Path, *, max_ops: int, max_secs: float) -> Result:
@@ -101,9 +114,16 @@ def fsync_latency(path: Path, *, max_ops: int, max_secs: float) -> Result:
     finally:
         os.close(fd)
     p50, p99 = latency_ms(samples)
-    return Result("4 KiB append + fsync, 1 at a time", SYSTEM, MACHINE_FSYNC_4K,
-                  msgs_per_s=len(samples) / elapsed, mb_per_s=len(samples) * 4096 / elapsed / 1e6,
-                  p50_ms=p50, p99_ms=p99, notes=f"{len(samples)} ops")
+    return Result(
+        "4 KiB append + fsync, 1 at a time",
+        SYSTEM,
+        MACHINE_FSYNC_4K,
+        msgs_per_s=len(samples) / elapsed,
+        mb_per_s=len(samples) * 4096 / elapsed / 1e6,
+        p50_ms=p50,
+        p99_ms=p99,
+        notes=f"{len(samples)} ops",
+    )
 
 
 # The peer side of the TCP tests runs in its own process, like a replica would. With an echo
@@ -173,9 +193,13 @@ def tcp_bandwidth(*, max_secs: float) -> Result:
     finally:
         conn.close()
         _reap(proc)
-    return Result("TCP stream, sendall 1 MiB -> recv_into", SYSTEM, MACHINE_TCP,
-                  mb_per_s=received / elapsed / 1e6,
-                  notes=f"{received * 8 / elapsed / 1e9:.1f} Gbit/s between 2 processes")
+    return Result(
+        "TCP stream, sendall 1 MiB -> recv_into",
+        SYSTEM,
+        MACHINE_TCP,
+        mb_per_s=received / elapsed / 1e6,
+        notes=f"{received * 8 / elapsed / 1e9:.1f} Gbit/s between 2 processes",
+    )
 
 
 def tcp_ping_pong(*, max_ops: int, max_secs: float) -> Result:
@@ -197,9 +221,15 @@ def tcp_ping_pong(*, max_ops: int, max_secs: float) -> Result:
         conn.close()
         _reap(proc)
     p50, p99 = latency_ms(samples)
-    return Result("TCP ping-pong 1 B, NODELAY", SYSTEM, MACHINE_RTT,
-                  msgs_per_s=len(samples) / elapsed, p50_ms=p50, p99_ms=p99,
-                  notes=f"{len(samples)} round trips between 2 processes")
+    return Result(
+        "TCP ping-pong 1 B, NODELAY",
+        SYSTEM,
+        MACHINE_RTT,
+        msgs_per_s=len(samples) / elapsed,
+        p50_ms=p50,
+        p99_ms=p99,
+        notes=f"{len(samples)} round trips between 2 processes",
+    )
 
 
 def run(quick: bool = False, directory: str | None = None) -> list[Result]:
@@ -214,14 +244,14 @@ def run(quick: bool = False, directory: str | None = None) -> list[Result]:
         # slower (seen here: 10x); a short untimed write keeps that out of the figures.
         seq_write(d / "warm", fsync_each=False, max_bytes=128 * MiB, max_secs=secs / 2)
         (d / "warm").unlink()
-        results.append(seq_write(d / "seq_fsync", fsync_each=True, max_bytes=max_bytes,
-                                 max_secs=secs))
+        results.append(
+            seq_write(d / "seq_fsync", fsync_each=True, max_bytes=max_bytes, max_secs=secs)
+        )
         (d / "seq_fsync").unlink()
         results.append(seq_write(d / "seq", fsync_each=False, max_bytes=max_bytes, max_secs=secs))
         results.append(page_cache_read(d / "seq", max_secs=secs))
         (d / "seq").unlink()
-        results.append(fsync_latency(d / "fsync4k", max_ops=2000 if quick else 5000,
-                                     max_secs=secs))
+        results.append(fsync_latency(d / "fsync4k", max_ops=2000 if quick else 5000, max_secs=secs))
     results.append(tcp_bandwidth(max_secs=secs))
     results.append(tcp_ping_pong(max_ops=10_000 if quick else 40_000, max_secs=secs))
     return results

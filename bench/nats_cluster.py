@@ -45,15 +45,25 @@ def ensure_nats_server(auto_install: bool = True) -> str:
     """
     path = find_nats_server()
     if path is None and auto_install and SETUP_SCRIPT.exists():
-        print(f"[bench] nats-server missing: running {SETUP_SCRIPT} --nats-only", file=sys.stderr,
-              flush=True)
-        proc = subprocess.run(["bash", str(SETUP_SCRIPT), "--nats-only"], check=False,
-                              capture_output=True, text=True, timeout=600)
+        print(
+            f"[bench] nats-server missing: running {SETUP_SCRIPT} --nats-only",
+            file=sys.stderr,
+            flush=True,
+        )
+        proc = subprocess.run(
+            ["bash", str(SETUP_SCRIPT), "--nats-only"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         path = find_nats_server()
         if path is None:
             tail = (proc.stdout + proc.stderr).strip()[-800:]
-            raise NatsUnavailableError(f"nats-server missing and {SETUP_SCRIPT.name} failed "
-                                       f"(rc={proc.returncode}); run: {INSTALL_HINT}\n{tail}")
+            raise NatsUnavailableError(
+                f"nats-server missing and {SETUP_SCRIPT.name} failed "
+                f"(rc={proc.returncode}); run: {INSTALL_HINT}\n{tail}"
+            )
     if path is None:
         raise NatsUnavailableError(f"nats-server not found; run: {INSTALL_HINT}")
     return path
@@ -61,8 +71,9 @@ def ensure_nats_server(auto_install: bool = True) -> str:
 
 def nats_server_version(binary: str) -> str:
     """E.g. 'v2.9.10', recorded with the results because JetStream's behaviour changes a lot."""
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False,
-                         timeout=10)
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=False, timeout=10
+    )
     return (out.stdout or out.stderr).strip().rsplit(" ", 1)[-1]
 
 
@@ -81,8 +92,9 @@ class NatsCluster:
     waste CPU spinning in the scheduler; GOMAXPROCS=1 was ~50% faster here).
     """
 
-    def __init__(self, nodes: int = 3, gomaxprocs: int | None = None,
-                 binary: str | None = None) -> None:
+    def __init__(
+        self, nodes: int = 3, gomaxprocs: int | None = None, binary: str | None = None
+    ) -> None:
         self.binary = binary or ensure_nats_server()
         self.names = [f"n{i + 1}" for i in range(nodes)]
         self.gomaxprocs = gomaxprocs
@@ -111,17 +123,22 @@ class NatsCluster:
         return [p.pid for p in self.procs.values() if p.poll() is None]
 
     def _write_config(self, name: str) -> Path:
-        routes = ", ".join(f'"nats-route://127.0.0.1:{self._route_ports[o]}"'
-                           for o in self.names if o != name)
+        routes = ", ".join(
+            f'"nats-route://127.0.0.1:{self._route_ports[o]}"' for o in self.names if o != name
+        )
         store = self.dir / name
         conf = self.dir / f"{name}.conf"
         cluster = ""
         if len(self.names) > 1:
-            cluster = (f"cluster {{\n  name: bench\n"
-                       f"  listen: 127.0.0.1:{self._route_ports[name]}\n"
-                       f"  routes: [{routes}]\n}}\n")
-        conf.write_text(f"server_name: {name}\nlisten: 127.0.0.1:{self.client_ports[name]}\n"
-                        f'jetstream {{\n  store_dir: "{store}"\n}}\n{cluster}')
+            cluster = (
+                f"cluster {{\n  name: bench\n"
+                f"  listen: 127.0.0.1:{self._route_ports[name]}\n"
+                f"  routes: [{routes}]\n}}\n"
+            )
+        conf.write_text(
+            f"server_name: {name}\nlisten: 127.0.0.1:{self.client_ports[name]}\n"
+            f'jetstream {{\n  store_dir: "{store}"\n}}\n{cluster}'
+        )
         return conf
 
     def start_node(self, name: str) -> None:
@@ -131,9 +148,13 @@ class NatsCluster:
             env["GOMAXPROCS"] = str(self.gomaxprocs)
         conf = self.dir / f"{name}.conf"
         with (self.dir / f"{name}.log").open("ab") as log:
-            self.procs[name] = subprocess.Popen(die_with_parent([self.binary, "-c", str(conf)]),
-                                                env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL)
+            self.procs[name] = subprocess.Popen(
+                die_with_parent([self.binary, "-c", str(conf)]),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     def start(self, timeout: float = 15.0) -> NatsCluster:
         """Write configs, start every server, wait until each accepts client connections."""
@@ -186,6 +207,10 @@ class NatsCluster:
             self.stop()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -52,9 +52,16 @@ class Limits:
     @classmethod
     def quick(cls) -> Limits:
         """Enough to see the shape in ~30-40 s: no window 64, one failover trial."""
-        return cls(windows=(1, 1024), w1_msgs=1000, w1_secs=0.6, max_secs=1.0,
-                   consume_secs=0.8, failover_trials=1, failover_pre_kill=0.5,
-                   failover_post=0.3)
+        return cls(
+            windows=(1, 1024),
+            w1_msgs=1000,
+            w1_secs=0.6,
+            max_secs=1.0,
+            consume_secs=0.8,
+            failover_trials=1,
+            failover_pre_kill=0.5,
+            failover_post=0.3,
+        )
 
 
 async def _quiet(*_args: Any) -> None:
@@ -63,9 +70,17 @@ async def _quiet(*_args: Any) -> None:
 
 async def connect(servers: list[str], **kw: Any) -> Any:
     """A nats-py connection that reconnects quickly and quietly (the failover needs both)."""
-    return await nats.connect(servers=servers, connect_timeout=2, reconnect_time_wait=0.1,
-                              max_reconnect_attempts=-1, error_cb=_quiet, disconnected_cb=_quiet,
-                              reconnected_cb=_quiet, closed_cb=_quiet, **kw)
+    return await nats.connect(
+        servers=servers,
+        connect_timeout=2,
+        reconnect_time_wait=0.1,
+        max_reconnect_attempts=-1,
+        error_cb=_quiet,
+        disconnected_cb=_quiet,
+        reconnected_cb=_quiet,
+        closed_cb=_quiet,
+        **kw,
+    )
 
 
 async def create_stream(js: Any, timeout: float = 30.0) -> None:
@@ -73,8 +88,9 @@ async def create_stream(js: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            await js.add_stream(name=STREAM, subjects=["bench.>"], storage=StorageType.FILE,
-                                num_replicas=3)
+            await js.add_stream(
+                name=STREAM, subjects=["bench.>"], storage=StorageType.FILE, num_replicas=3
+            )
             return
         except Exception:
             if time.monotonic() > deadline:
@@ -125,8 +141,9 @@ class CpuMeter:
         return f"cpu client {100 * used[0] / dt:.0f}% servers {100 * sum(used[1:]) / dt:.0f}%"
 
 
-async def publish_run(nc: Any, cluster: NatsCluster, *, system: str, size: int, window: int,
-                      lim: Limits) -> tuple[Result, int]:
+async def publish_run(
+    nc: Any, cluster: NatsCluster, *, system: str, size: int, window: int, lim: Limits
+) -> tuple[Result, int]:
     """Publish ``size``-byte messages with ``window`` un-acked; returns the row and acked count.
 
     Window 1 awaits each ``js.publish``; larger windows use ``publish_async`` with
@@ -174,17 +191,26 @@ async def publish_run(nc: Any, cluster: NatsCluster, *, system: str, size: int, 
     n = len(lat)
     p50, p99 = latency_ms(lat)
     notes = "; ".join(x for x in (meter.note(), f"{errors} errors" if errors else "") if x)
-    return Result(f"publish {size} B, window {window}", system, produce_key(size, window),
-                  msgs_per_s=n / elapsed, mb_per_s=n * size / elapsed / 1e6, p50_ms=p50,
-                  p99_ms=p99, notes=notes), n
+    return Result(
+        f"publish {size} B, window {window}",
+        system,
+        produce_key(size, window),
+        msgs_per_s=n / elapsed,
+        mb_per_s=n * size / elapsed / 1e6,
+        p50_ms=p50,
+        p99_ms=p99,
+        notes=notes,
+    ), n
 
 
-async def consume_run(nc: Any, cluster: NatsCluster, *, system: str, size: int, count: int,
-                      lim: Limits) -> Result:
+async def consume_run(
+    nc: Any, cluster: NatsCluster, *, system: str, size: int, count: int, lim: Limits
+) -> Result:
     """Read the stream from the start with a fresh AckNone pull consumer and fetch(1000)."""
     js = nc.jetstream(timeout=5)
-    psub = await js.pull_subscribe(SUBJECT, stream=STREAM,
-                                   config=ConsumerConfig(ack_policy=AckPolicy.NONE))
+    psub = await js.pull_subscribe(
+        SUBJECT, stream=STREAM, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+    )
     got = nbytes = 0
     meter = CpuMeter(cluster.pids())
     t_start = time.perf_counter()
@@ -205,9 +231,14 @@ async def consume_run(nc: Any, cluster: NatsCluster, *, system: str, size: int, 
     except Exception:
         await psub.unsubscribe()
         raise
-    return Result(f"consume {size} B, pull fetch(1000)", system, consume_key(size),
-                  msgs_per_s=got / elapsed, mb_per_s=nbytes / elapsed / 1e6,
-                  notes=f"{got} of {count} msgs; {note}")
+    return Result(
+        f"consume {size} B, pull fetch(1000)",
+        system,
+        consume_key(size),
+        msgs_per_s=got / elapsed,
+        mb_per_s=nbytes / elapsed / 1e6,
+        notes=f"{got} of {count} msgs; {note}",
+    )
 
 
 async def _workloads(cluster: NatsCluster, system: str, lim: Limits) -> list[Result]:
@@ -221,15 +252,17 @@ async def _workloads(cluster: NatsCluster, system: str, lim: Limits) -> list[Res
             acked = 0
             for window in lim.windows:
                 await js.purge_stream(STREAM)
-                res, acked = await publish_run(nc, cluster, system=system, size=size,
-                                               window=window, lim=lim)
+                res, acked = await publish_run(
+                    nc, cluster, system=system, size=size, window=window, lim=lim
+                )
                 # Sanity check that an ack means a stored message: the stream must hold them all.
                 stored = (await js.stream_info(STREAM)).state.messages
                 if stored != acked:
                     res.notes += f"; STREAM HOLDS {stored} OF {acked} ACKED"
                 out.append(res)
-            out.append(await consume_run(nc, cluster, system=system, size=size, count=acked,
-                                         lim=lim))
+            out.append(
+                await consume_run(nc, cluster, system=system, size=size, count=acked, lim=lim)
+            )
         return out
     finally:
         await asyncio.wait_for(nc.close(), timeout=10)
@@ -244,8 +277,9 @@ async def _read_back_ids(servers: list[str], timeout: float = 30.0) -> list[str]
         deadline = time.monotonic() + timeout
         while True:  # the consumer's own R3 group may need an election right after the kill
             try:
-                psub = await js.pull_subscribe(SUBJECT, stream=STREAM,
-                                               config=ConsumerConfig(ack_policy=AckPolicy.NONE))
+                psub = await js.pull_subscribe(
+                    SUBJECT, stream=STREAM, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+                )
                 break
             except Exception:
                 if time.monotonic() > deadline:
@@ -290,8 +324,9 @@ async def _failover_trial(lim: Limits) -> dict[str, Any]:
                 while not stop.is_set():
                     t0 = time.perf_counter()
                     try:
-                        await js.publish(SUBJECT, payload, timeout=0.25,
-                                         headers={"Nats-Msg-Id": msg_id})
+                        await js.publish(
+                            SUBJECT, payload, timeout=0.25, headers={"Nats-Msg-Id": msg_id}
+                        )
                     except Exception:
                         await asyncio.sleep(0.01)
                         continue
@@ -317,8 +352,12 @@ async def _failover_trial(lim: Limits) -> dict[str, Any]:
             await asyncio.wait_for(nc.close(), timeout=10)
         read = await _read_back_ids(followers)
         read_set = set(read)
-        return {"unavail_s": state["first"] - state["kill"], "acked": len(acked),
-                "lost": len(set(acked) - read_set), "dups": len(read) - len(read_set)}
+        return {
+            "unavail_s": state["first"] - state["kill"],
+            "acked": len(acked),
+            "lost": len(set(acked) - read_set),
+            "dups": len(read) - len(read_set),
+        }
 
 
 async def _failover(lim: Limits) -> Result:
@@ -328,16 +367,28 @@ async def _failover(lim: Limits) -> Result:
     acked = sum(t["acked"] for t in trials)
     lost = sum(t["lost"] for t in trials)
     dups = sum(t["dups"] for t in trials)
-    notes = (f"{len(trials)} trials: {' / '.join(f'{t:.2f}' for t in times)} s; "
-             f"p99 column = max; client on a follower; {acked} acked, {lost} lost, "
-             f"{dups} duplicates")
-    return Result("kill -9 stream leader -> first ack", "NATS JS R3", FAILOVER,
-                  p50_ms=median(ok) * 1e3 if ok else None, p99_ms=max(times) * 1e3,
-                  notes=notes, extra={"trials": trials})
+    notes = (
+        f"{len(trials)} trials: {' / '.join(f'{t:.2f}' for t in times)} s; "
+        f"p99 column = max; client on a follower; {acked} acked, {lost} lost, "
+        f"{dups} duplicates"
+    )
+    return Result(
+        "kill -9 stream leader -> first ack",
+        "NATS JS R3",
+        FAILOVER,
+        p50_ms=median(ok) * 1e3 if ok else None,
+        p99_ms=max(times) * 1e3,
+        notes=notes,
+        extra={"trials": trials},
+    )
 
 
-def run(quick: bool = False, parts: tuple[str, ...] = ("publish", "failover"),
-        configs: tuple[int | None, ...] = (None, 1), auto_install: bool = True) -> list[Result]:
+def run(
+    quick: bool = False,
+    parts: tuple[str, ...] = ("publish", "failover"),
+    configs: tuple[int | None, ...] = (None, 1),
+    auto_install: bool = True,
+) -> list[Result]:
     """All NATS rows: workloads for each GOMAXPROCS setting in ``configs`` (None = Go default),
     then the failover trials. Raises NatsUnavailableError if nats-server cannot be found (and,
     with ``auto_install``, bench/setup.sh could not install it)."""
@@ -361,8 +412,11 @@ def main() -> None:
     """CLI entry point: run the NATS rows alone and print them."""
     ap = argparse.ArgumentParser(description="NATS JetStream R3 peer benchmark")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="publish,failover",
-                    help="comma list of: publish (incl. consume), failover")
+    ap.add_argument(
+        "--only",
+        default="publish,failover",
+        help="comma list of: publish (incl. consume), failover",
+    )
     args = ap.parse_args()
     t0 = time.monotonic()
     rows = run(quick=args.quick, parts=tuple(args.only.split(",")))

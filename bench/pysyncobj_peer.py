@@ -65,6 +65,7 @@ ALL_CONFIGS = tuple(Config(ae, w, b) for ae in (True, False) for w in (1, 1000) 
 
 # ---------------------------------------------------------------- child process (one Raft node)
 
+
 class ListLog(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
     """The naive replicated log: a Python list, one Raft entry per ``extend`` command."""
 
@@ -81,9 +82,13 @@ class ListLog(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
 
 def _make_node(me: int, ports: list[int], ae_batch: bool, data_dir: Path) -> ListLog:
     """One node with a file journal (never fsynced by pysyncobj) and log compaction off."""
-    conf = SyncObjConf(appendEntriesUseBatch=ae_batch, journalFile=str(data_dir / f"n{me}.jrnl"),
-                       logCompactionMinEntries=2**62, logCompactionMinTime=10**9,
-                       commandsQueueSize=1_000_000)
+    conf = SyncObjConf(
+        appendEntriesUseBatch=ae_batch,
+        journalFile=str(data_dir / f"n{me}.jrnl"),
+        logCompactionMinEntries=2**62,
+        logCompactionMinTime=10**9,
+        commandsQueueSize=1_000_000,
+    )
     addrs = [f"127.0.0.1:{p}" for p in ports]
     return ListLog(addrs[me], [a for i, a in enumerate(addrs) if i != me], conf)
 
@@ -115,7 +120,7 @@ def _leader_load(node: ListLog, cfg: Config, max_secs: float, max_payloads: int)
             continue
         if pos + cfg.batch > len(pool):
             pos = 0
-        batch = pool[pos:pos + cfg.batch]  # distinct objects: no pickle memo sharing
+        batch = pool[pos : pos + cfg.batch]  # distinct objects: no pickle memo sharing
         pos += cfg.batch
         node.extend(batch, callback=functools.partial(done, time.perf_counter()))
         sent += 1
@@ -126,9 +131,16 @@ def _leader_load(node: ListLog, cfg: Config, max_secs: float, max_payloads: int)
     elapsed = (last[0] or time.perf_counter()) - t_start
     cpu = time.process_time() - cpu0
     p50, p99 = latency_ms(lat)
-    return {"cmds": len(lat), "sent": sent, "errors": errors[0], "elapsed": elapsed,
-            "p50_ms": p50, "p99_ms": p99, "leader_cpu_pct": 100 * cpu / elapsed,
-            "applied": len(node.entries)}
+    return {
+        "cmds": len(lat),
+        "sent": sent,
+        "errors": errors[0],
+        "elapsed": elapsed,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "leader_cpu_pct": 100 * cpu / elapsed,
+        "applied": len(node.entries),
+    }
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -162,22 +174,49 @@ def child_main(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- parent (orchestration)
 
-def _start_nodes(cfg: Config, max_secs: float, max_payloads: int, tmp: Path,
-                 out: Path) -> list[subprocess.Popen[bytes]]:
+
+def _start_nodes(
+    cfg: Config, max_secs: float, max_payloads: int, tmp: Path, out: Path
+) -> list[subprocess.Popen[bytes]]:
     """Spawn the 3 Raft node processes; their stdout/stderr go to node<i>.log in ``tmp``."""
     ports = free_ports(3)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     procs: list[subprocess.Popen[bytes]] = []
     for i in range(3):
-        cmd = [sys.executable, "-m", "bench.pysyncobj_peer", "--node", str(i),
-               "--ports", ",".join(map(str, ports)), "--ae-batch", str(int(cfg.ae_batch)),
-               "--window", str(cfg.window), "--batch", str(cfg.batch),
-               "--max-secs", str(max_secs), "--max-payloads", str(max_payloads),
-               "--dir", str(tmp), "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.pysyncobj_peer",
+            "--node",
+            str(i),
+            "--ports",
+            ",".join(map(str, ports)),
+            "--ae-batch",
+            str(int(cfg.ae_batch)),
+            "--window",
+            str(cfg.window),
+            "--batch",
+            str(cfg.batch),
+            "--max-secs",
+            str(max_secs),
+            "--max-payloads",
+            str(max_payloads),
+            "--dir",
+            str(tmp),
+            "--out",
+            str(out),
+        ]
         with (tmp / f"node{i}.log").open("wb") as log:
-            procs.append(subprocess.Popen(die_with_parent(cmd), cwd=REPO_ROOT, env=env,
-                                          stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    die_with_parent(cmd),
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     return procs
 
 
@@ -196,8 +235,9 @@ def run_config(cfg: Config, max_secs: float, max_payloads: int) -> Result:
             deadline = time.monotonic() + max_secs + 60
             while not out.exists():
                 if time.monotonic() > deadline or all(p.poll() is not None for p in procs):
-                    logs = "\n".join(f.read_text(errors="replace")[-600:]
-                                     for f in sorted(tmp.glob("node*.log")))
+                    logs = "\n".join(
+                        f.read_text(errors="replace")[-600:] for f in sorted(tmp.glob("node*.log"))
+                    )
                     raise RuntimeError(f"pysyncobj run {cfg} produced no result:\n{logs}")
                 time.sleep(0.05)
             res = json.loads(out.read_text())
@@ -212,15 +252,19 @@ def run_config(cfg: Config, max_secs: float, max_payloads: int) -> Result:
                     p.kill()
                     p.wait()
         applied = {int(f.suffix[1:]): int(f.read_text() or 0) for f in tmp.glob("applied.*")}
-        truncations = sum(f.read_text(errors="replace").count("truncating already-applied")
-                          for f in tmp.glob("node*.log"))
+        truncations = sum(
+            f.read_text(errors="replace").count("truncating already-applied")
+            for f in tmp.glob("node*.log")
+        )
     leader = res["node"]
     followers = [v for k, v in sorted(applied.items()) if k != leader]
     payloads = res["cmds"] * cfg.batch
     el = res["elapsed"]
-    notes = [f"{res['cmds']} cmds, leader cpu {res['leader_cpu_pct']:.0f}%",
-             f"at stop leader applied {applied.get(leader, res['applied'])}, followers "
-             + "/".join(map(str, followers))]
+    notes = [
+        f"{res['cmds']} cmds, leader cpu {res['leader_cpu_pct']:.0f}%",
+        f"at stop leader applied {applied.get(leader, res['applied'])}, followers "
+        + "/".join(map(str, followers)),
+    ]
     if any(f > applied.get(leader, res["applied"]) for f in followers):
         notes.append("FOLLOWER AHEAD OF LEADER (diverged)")
     if truncations:
@@ -228,12 +272,22 @@ def run_config(cfg: Config, max_secs: float, max_payloads: int) -> Result:
     if res["errors"]:
         notes.append(f"{res['errors']} failed cmds")
     ae = "AE tick" if cfg.ae_batch else "AE per cmd"
-    return Result(f"{ae}, window {cfg.window}, {cfg.batch} x 100 B/cmd", cfg.system,
-                  replicate_key(cfg.window, cfg.batch, PAYLOAD_SIZE),
-                  msgs_per_s=payloads / el, mb_per_s=payloads * PAYLOAD_SIZE / el / 1e6,
-                  p50_ms=res["p50_ms"], p99_ms=res["p99_ms"], notes="; ".join(notes),
-                  extra={"cmds_per_s": res["cmds"] / el, "applied": applied,
-                         "truncation_warnings": truncations, **res})
+    return Result(
+        f"{ae}, window {cfg.window}, {cfg.batch} x 100 B/cmd",
+        cfg.system,
+        replicate_key(cfg.window, cfg.batch, PAYLOAD_SIZE),
+        msgs_per_s=payloads / el,
+        mb_per_s=payloads * PAYLOAD_SIZE / el / 1e6,
+        p50_ms=res["p50_ms"],
+        p99_ms=res["p99_ms"],
+        notes="; ".join(notes),
+        extra={
+            "cmds_per_s": res["cmds"] / el,
+            "applied": applied,
+            "truncation_warnings": truncations,
+            **res,
+        },
+    )
 
 
 def run(quick: bool = False, configs: tuple[Config, ...] = ALL_CONFIGS) -> list[Result]:

@@ -181,8 +181,9 @@ DURABILITY_NOTE = (
 )
 
 
-def print_table(results: Sequence[Result], title: str = "tabletlog bench",
-                console: Console | None = None) -> None:
+def print_table(
+    results: Sequence[Result], title: str = "tabletlog bench", console: Console | None = None
+) -> None:
     """Print every row, in the given order, with ratio columns and the durability caveat."""
     if console is None:
         # Piped output (make bench | tee) would otherwise be wrapped at 80 columns.
@@ -208,8 +209,16 @@ def print_table(results: Sequence[Result], title: str = "tabletlog bench",
         if cols[MACHINE_COL]:
             notes = f"MB/s vs machine '{r.machine_ref}'; {notes}".rstrip("; ")
         # Text(), not str: rich would read "[...]" in names or notes as markup and drop it.
-        table.add_row(Text(r.system), Text(r.name), _fmt(r.msgs_per_s), _fmt(r.mb_per_s),
-                      _fmt(r.p50_ms), _fmt(r.p99_ms), *[cols[t] for t in shown], Text(notes))
+        table.add_row(
+            Text(r.system),
+            Text(r.name),
+            _fmt(r.msgs_per_s),
+            _fmt(r.mb_per_s),
+            _fmt(r.p50_ms),
+            _fmt(r.p99_ms),
+            *[cols[t] for t in shown],
+            Text(notes),
+        )
     console.print(table)
     if any(family(r.system) != MACHINE for r in results):
         console.print(DURABILITY_NOTE, style="dim")
@@ -236,8 +245,9 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def write_json(results: Sequence[Result], path: Path | None = None,
-               meta: dict[str, Any] | None = None) -> Path:
+def write_json(
+    results: Sequence[Result], path: Path | None = None, meta: dict[str, Any] | None = None
+) -> Path:
     """Write the rows plus machine info to ``path`` (default bench/results/bench-<time>.json)."""
     if path is None:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)

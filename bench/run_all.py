@@ -45,8 +45,15 @@ def run_tabletlog(quick: bool, module: str = TABLETLOG_MODULE) -> list[Result]:
     except ModuleNotFoundError as e:
         if e.name != module:
             raise  # the module exists but one of its imports is missing: that is a failure
-        return [Result("skipped", "tabletlog", "-", notes=f"{module} not written yet "
-                       "(hook: def run(quick: bool) -> list[bench.report.Result])")]
+        return [
+            Result(
+                "skipped",
+                "tabletlog",
+                "-",
+                notes=f"{module} not written yet "
+                "(hook: def run(quick: bool) -> list[bench.report.Result])",
+            )
+        ]
     run_fn = cast(Callable[[bool], list[Result]], mod.run)
     return run_fn(quick)
 
@@ -78,16 +85,32 @@ def run_pysyncobj(quick: bool) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     """Run the selected sections, print the table, write the JSON; 1 if any section failed."""
     ap = argparse.ArgumentParser(description="tabletlog benchmarks vs the machine and peers")
-    ap.add_argument("--quick", action="store_true",
-                    help="short runs: about 1.5 minutes in total instead of about 4")
-    ap.add_argument("--only", default=",".join(SECTIONS),
-                    help=f"comma list of sections to run, from: {','.join(SECTIONS)}")
-    ap.add_argument("--json", type=Path, default=None,
-                    help="where to write the results (default bench/results/bench-<time>.json)")
-    ap.add_argument("--no-install", action="store_true",
-                    help="do not run bench/setup.sh when nats-server or nats-py is missing")
-    ap.add_argument("--disk-dir", default=None,
-                    help="directory for the machine disk tests (default: system temp dir)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs: about 1.5 minutes in total instead of about 4",
+    )
+    ap.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma list of sections to run, from: {','.join(SECTIONS)}",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write the results (default bench/results/bench-<time>.json)",
+    )
+    ap.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not run bench/setup.sh when nats-server or nats-py is missing",
+    )
+    ap.add_argument(
+        "--disk-dir",
+        default=None,
+        help="directory for the machine disk tests (default: system temp dir)",
+    )
     ap.add_argument("--tabletlog-module", default=TABLETLOG_MODULE, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -119,10 +142,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {section} done in {timings[section]:.0f} s", file=sys.stderr, flush=True)
 
     total = sum(timings.values())
-    print_table(results, title=f"tabletlog bench{' (quick)' if args.quick else ''}: "
-                f"{total:.0f} s, sections {timings}")
-    meta: dict[str, Any] = {"quick": args.quick, "sections": only, "timings_s": timings,
-                            "failed": failed, "argv": sys.argv}
+    print_table(
+        results,
+        title=f"tabletlog bench{' (quick)' if args.quick else ''}: "
+        f"{total:.0f} s, sections {timings}",
+    )
+    meta: dict[str, Any] = {
+        "quick": args.quick,
+        "sections": only,
+        "timings_s": timings,
+        "failed": failed,
+        "argv": sys.argv,
+    }
     path = write_json(results, args.json, meta)
     if args.json is None:  # a stable name for the README / CI to pick up
         (RESULTS_DIR / "latest.json").write_text(path.read_text())

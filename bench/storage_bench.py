@@ -35,10 +35,10 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
-from storage.batch import build_batch
 from storage.config import FsyncPolicy, LogConfig
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
+from wire.batch import build_batch
 
 MiB = 1 << 20
 ROUND_BYTES = 32 * MiB
@@ -98,8 +98,9 @@ def make_batches(shape: Shape, distinct: int = 4) -> list[bytes]:
 
 
 def config(fsync: FsyncPolicy, *, verify_reads: bool = True) -> LogConfig:
-    return LogConfig(segment_bytes=256 * MiB, fsync=fsync, retention_ms=None,
-                     verify_reads=verify_reads)
+    return LogConfig(
+        segment_bytes=256 * MiB, fsync=fsync, retention_ms=None, verify_reads=verify_reads
+    )
 
 
 class RawWriter:
@@ -251,39 +252,61 @@ def run(quick: bool, root: Path) -> list[Row]:
     for shape in (SMALL, LARGE):
         batches = make_batches(shape)
         d = root / f"log-{shape.records}"
-        measure(Row(f"append {shape.name}, fsync never", "write"),
-                partial(append_never, directory=d, batches=batches, budget=never_budget,
-                        limit_s=limit_s))
+        measure(
+            Row(f"append {shape.name}, fsync never", "write"),
+            partial(
+                append_never, directory=d, batches=batches, budget=never_budget, limit_s=limit_s
+            ),
+        )
         for verify in (True, False):
-            measure(Row(f"read {shape.name}, {'CRC checked' if verify else 'no CRC check'}",
-                        "pread (page cache)"),
-                    partial(read_log, directory=d, budget=never_budget, limit_s=limit_s,
-                            verify=verify))
+            measure(
+                Row(
+                    f"read {shape.name}, {'CRC checked' if verify else 'no CRC check'}",
+                    "pread (page cache)",
+                ),
+                partial(read_log, directory=d, budget=never_budget, limit_s=limit_s, verify=verify),
+            )
         shutil.rmtree(d)
-        measure(Row(f"append {shape.name}, fsync always", "write+fdatasync"),
-                partial(append_always, directory=d, batches=batches, budget=always_budget,
-                        limit_s=limit_s, appenders=4))
+        measure(
+            Row(f"append {shape.name}, fsync always", "write+fdatasync"),
+            partial(
+                append_always,
+                directory=d,
+                batches=batches,
+                budget=always_budget,
+                limit_s=limit_s,
+                appenders=4,
+            ),
+        )
         shutil.rmtree(d)
     return rows
 
 
 def print_rows(rows: list[Row]) -> None:
-    header = (f"{'workload':<45} {'MB/s':>7} {'records/s':>11} {'raw MB/s':>9} {'ratio':>6}  "
-              f"{'raw reference':<19} notes")
+    header = (
+        f"{'workload':<45} {'MB/s':>7} {'records/s':>11} {'raw MB/s':>9} {'ratio':>6}  "
+        f"{'raw reference':<19} notes"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         spread = f"rounds {min(r.round_ratios):.0%}..{max(r.round_ratios):.0%}"
-        print(f"{r.workload:<45} {r.mb_per_s:>7.0f} {r.records / r.log_s:>11,.0f} "
-              f"{r.raw_mb_per_s:>9.0f} {r.ratio:>6.0%}  {r.raw:<19} {r.bytes / MiB:.0f} MiB, "
-              f"{spread}{'; ' + r.note if r.note else ''}")
+        print(
+            f"{r.workload:<45} {r.mb_per_s:>7.0f} {r.records / r.log_s:>11,.0f} "
+            f"{r.raw_mb_per_s:>9.0f} {r.ratio:>6.0%}  {r.raw:<19} {r.bytes / MiB:.0f} MiB, "
+            f"{spread}{'; ' + r.note if r.note else ''}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="TabletLog append/read throughput vs the raw disk")
     ap.add_argument("--quick", action="store_true", help="smaller budgets (about 15 s)")
-    ap.add_argument("--dir", type=Path, default=None,
-                    help="directory on the disk to measure (default: the system temp dir)")
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="directory on the disk to measure (default: the system temp dir)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="storage-bench-", dir=args.dir))
@@ -294,10 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     print_rows(rows)
     if args.json is not None:
         doc = {
-            "quick": args.quick, "machine": platform.node(), "python": sys.version.split()[0],
+            "quick": args.quick,
+            "machine": platform.node(),
+            "python": sys.version.split()[0],
             "round_bytes": ROUND_BYTES,
-            "rows": [{**asdict(r), "mb_per_s": r.mb_per_s, "raw_mb_per_s": r.raw_mb_per_s,
-                      "ratio": r.ratio} for r in rows],
+            "rows": [
+                {
+                    **asdict(r),
+                    "mb_per_s": r.mb_per_s,
+                    "raw_mb_per_s": r.raw_mb_per_s,
+                    "ratio": r.ratio,
+                }
+                for r in rows
+            ],
         }
         args.json.write_text(json.dumps(doc, indent=2))
     return 0

@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 
-from storage.batch import build_batch
 from tests.cluster.harness import Cluster
 from tests.waiting import wait_until
+from wire.batch import build_batch
 
 CONTENT_TYPE = "application/vnd.tabletlog.batches"
 NO_FORWARD = "X-Tabletlog-No-Forward"
@@ -60,8 +60,12 @@ class Writer:
         async with aiohttp.ClientSession(connector=connector) as session:
             while not self.stop.is_set():
                 value = f"{self.tag}-{i}"
-                batch = build_batch([(None, value.encode())], producer_id=producer_id,
-                                    producer_epoch=0, base_sequence=seq)
+                batch = build_batch(
+                    [(None, value.encode())],
+                    producer_id=producer_id,
+                    producer_epoch=0,
+                    base_sequence=seq,
+                )
                 sent = time.perf_counter()
                 outcome = await self._attempt(session, batch)
                 if outcome == "ok":
@@ -88,12 +92,17 @@ class Writer:
             headers[NO_FORWARD] = "1"
         else:
             timeout_ms = 1000
-        url = (f"http://{address}/v1/logs/{self.log}/tablets/{self.tablet}/batches"
-               f"?acks=all&timeout_ms={timeout_ms}")
+        url = (
+            f"http://{address}/v1/logs/{self.log}/tablets/{self.tablet}/batches"
+            f"?acks=all&timeout_ms={timeout_ms}"
+        )
         try:
-            async with session.post(url, data=batch, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(
-                                        total=timeout_ms / 1000 + 0.3)) as resp:
+            async with session.post(
+                url,
+                data=batch,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000 + 0.3),
+            ) as resp:
                 status, body = resp.status, await resp.read()
         except aiohttp.ClientConnectorError:
             self._count("refused")
@@ -128,8 +137,9 @@ class Writer:
     async def _find_leader(self, session: aiohttp.ClientSession, address: str) -> None:
         """After an ack in any-node mode: ask that node who leads, to go direct again."""
         try:
-            async with session.get(f"http://{address}/v1/logs/{self.log}",
-                                   timeout=aiohttp.ClientTimeout(total=1)) as resp:
+            async with session.get(
+                f"http://{address}/v1/logs/{self.log}", timeout=aiohttp.ClientTimeout(total=1)
+            ) as resp:
                 info = await resp.json()
             leader = info["tablets"][self.tablet]["leader"]
             self.direct = self.addresses.get(leader) if leader else None
@@ -151,8 +161,15 @@ def pick_tablet(cluster: Cluster, log: str, controller_leader: bool) -> int:
     return min(leaders)
 
 
-async def trial(cluster: Cluster, log: str, tag: str, *, controller_leader: bool,
-                pre_kill_s: float, post_s: float) -> dict[str, Any]:
+async def trial(
+    cluster: Cluster,
+    log: str,
+    tag: str,
+    *,
+    controller_leader: bool,
+    pre_kill_s: float,
+    post_s: float,
+) -> dict[str, Any]:
     """One kill -9 of a tablet's leader (the controller's node or another one, as asked); the
     killed node is running again and back in every ISR when this returns."""
     addresses = {n: _address(cluster, n) for n in cluster.nodes}
@@ -181,8 +198,13 @@ async def trial(cluster: Cluster, log: str, tag: str, *, controller_leader: bool
         except TimeoutError:
             pass
         await asyncio.sleep(post_s)
-        result = {"tablet": tablet, "victim": victim, "was_controller": was_controller,
-                  "unavail_s": writer.first_ack_at - kill_at, "acked_before": before}
+        result = {
+            "tablet": tablet,
+            "victim": victim,
+            "was_controller": was_controller,
+            "unavail_s": writer.first_ack_at - kill_at,
+            "acked_before": before,
+        }
     finally:
         writer.stop.set()
         await asyncio.wait_for(task, timeout=10)
@@ -191,12 +213,19 @@ async def trial(cluster: Cluster, log: str, tag: str, *, controller_leader: bool
     result["errors"] = writer.errors
     cluster.start(result["victim"])
     t0 = time.perf_counter()
-    await asyncio.to_thread(wait_until, lambda: cluster.is_ready(result["victim"])
-                            and cluster.in_sync(log), 60, "the killed node back in every ISR",
-                            0.1)
+    await asyncio.to_thread(
+        wait_until,
+        lambda: cluster.is_ready(result["victim"]) and cluster.in_sync(log),
+        60,
+        "the killed node back in every ISR",
+        0.1,
+    )
     result["rejoin_s"] = time.perf_counter() - t0
-    values = [r["value"] for r in cluster.read_all(log, tablet) if str(r.get("value", ""))
-              .startswith(f"{tag}-")]
+    values = [
+        r["value"]
+        for r in cluster.read_all(log, tablet)
+        if str(r.get("value", "")).startswith(f"{tag}-")
+    ]
     stored = set(values)
     result["lost"] = sum(1 for _, _, v in writer.acked if v not in stored)
     result["duplicates"] = len(values) - len(stored)

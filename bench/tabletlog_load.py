@@ -14,7 +14,7 @@ Commands (``op``):
   count), or until ``max_records`` were acknowledged (fills).
 * ``latency``: one single-record batch at a time to one leader; per-request latency.
 * ``consume``: read one tablet from offset 0 to ``end`` through the binary consume endpoint,
-  decoding every record with ``storage.batch.iter_records`` (``mode`` ``serial`` or
+  decoding every record with ``wire.batch.iter_records`` (``mode`` ``serial`` or
   ``pipelined``: the next fetch is sent, from ``X-Tabletlog-Next-Offset``, before the current
   answer is decoded), or with the Python client's ``Consumer`` (``mode`` ``client``).
 * ``client_producer``: the Python client's ``Producer`` (idempotent, linger) sending records
@@ -38,7 +38,7 @@ import uvloop
 from yarl import URL
 
 from client import AsyncClient
-from storage.batch import build_batch, iter_records
+from wire.batch import build_batch, iter_records
 
 CONTENT_TYPE = "application/vnd.tabletlog.batches"
 NO_FORWARD = "X-Tabletlog-No-Forward"
@@ -48,20 +48,26 @@ Cmd = dict[str, Any]
 
 def _session(timeout_s: float = 30.0) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-    return aiohttp.ClientSession(connector=connector,
-                                 timeout=aiohttp.ClientTimeout(total=timeout_s),
-                                 skip_auto_headers=("Content-Type", "User-Agent"))
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        skip_auto_headers=("Content-Type", "User-Agent"),
+    )
 
 
 def _batches(size: int, records: int, distinct: int = 4) -> list[bytes]:
     """A few different pre-built batches (random payloads) to cycle through."""
-    return [build_batch([(None, os.urandom(size)) for _ in range(records)])
-            for _ in range(distinct)]
+    return [
+        build_batch([(None, os.urandom(size)) for _ in range(records)]) for _ in range(distinct)
+    ]
 
 
 def _produce_url(target: Cmd, acks: str, timeout_ms: int) -> URL:
-    return URL(f"http://{target['address']}/v1/logs/{target['log']}/tablets/{target['tablet']}"
-               f"/batches?acks={acks}&timeout_ms={timeout_ms}", encoded=True)
+    return URL(
+        f"http://{target['address']}/v1/logs/{target['log']}/tablets/{target['tablet']}"
+        f"/batches?acks={acks}&timeout_ms={timeout_ms}",
+        encoded=True,
+    )
 
 
 async def produce(cmd: Cmd) -> Cmd:
@@ -109,18 +115,26 @@ async def produce(cmd: Cmd) -> Cmd:
 
     cpu0 = time.process_time()
     async with _session() as session:
-        lanes = [lane(session, _produce_url(t, acks, 10_000), k)
-                 for t in cmd["targets"] for k in range(in_flight)]
+        lanes = [
+            lane(session, _produce_url(t, acks, 10_000), k)
+            for t in cmd["targets"]
+            for k in range(in_flight)
+        ]
         await asyncio.gather(*lanes)
     t_last = time.perf_counter()
     cpu = time.process_time() - cpu0
     if max_records:  # a fill: everything counts, from the first send to the last ack
         t_begin, t_end = t0, max((d[0] for d in done), default=t_last)
     window = [d for d in done if t_begin <= d[0] <= t_end]
-    return {"records": sum(d[2] for d in window), "requests": len(window),
-            "seconds": t_end - t_begin, "latencies": [d[1] for d in window],
-            "total_records": sum(d[2] for d in done), "errors": errors,
-            "cpu_pct": 100 * cpu / max(t_last - t0, 1e-9)}
+    return {
+        "records": sum(d[2] for d in window),
+        "requests": len(window),
+        "seconds": t_end - t_begin,
+        "latencies": [d[1] for d in window],
+        "total_records": sum(d[2] for d in done),
+        "errors": errors,
+        "cpu_pct": 100 * cpu / max(t_last - t0, 1e-9),
+    }
 
 
 async def latency(cmd: Cmd) -> Cmd:
@@ -152,8 +166,12 @@ async def latency(cmd: Cmd) -> Cmd:
                 errors[str(status)] = errors.get(str(status), 0) + 1
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
-    return {"latencies": lat, "seconds": elapsed, "errors": errors,
-            "cpu_pct": 100 * cpu / max(elapsed, 1e-9)}
+    return {
+        "latencies": lat,
+        "seconds": elapsed,
+        "errors": errors,
+        "cpu_pct": 100 * cpu / max(elapsed, 1e-9),
+    }
 
 
 async def consume(cmd: Cmd) -> Cmd:
@@ -195,12 +213,12 @@ async def consume(cmd: Cmd) -> Cmd:
         async with _session(10.0) as session:
 
             async def fetch(offset: int) -> tuple[bytes, int]:
-                url = URL(f"{base}?offset={offset}&max_bytes={max_bytes}&wait_ms=0",
-                          encoded=True)
+                url = URL(f"{base}?offset={offset}&max_bytes={max_bytes}&wait_ms=0", encoded=True)
                 async with session.get(url) as resp:
                     if resp.status != 200:
-                        raise RuntimeError(f"consume at {offset}: HTTP {resp.status} "
-                                           f"{(await resp.read())[:200]!r}")
+                        raise RuntimeError(
+                            f"consume at {offset}: HTTP {resp.status} {(await resp.read())[:200]!r}"
+                        )
                     body = await resp.read()
                     return body, int(resp.headers[NEXT_OFFSET])
 
@@ -223,8 +241,14 @@ async def consume(cmd: Cmd) -> Cmd:
                 pending.cancel()
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
-    return {"records": count, "bytes": nbytes, "seconds": elapsed, "fetches": fetches,
-            "complete": count >= end, "cpu_pct": 100 * cpu / max(elapsed, 1e-9)}
+    return {
+        "records": count,
+        "bytes": nbytes,
+        "seconds": elapsed,
+        "fetches": fetches,
+        "complete": count >= end,
+        "cpu_pct": 100 * cpu / max(elapsed, 1e-9),
+    }
 
 
 async def client_producer(cmd: Cmd) -> Cmd:
@@ -241,8 +265,11 @@ async def client_producer(cmd: Cmd) -> Cmd:
     t_begin, t_end = t0 + warmup_s, t0 + warmup_s + duration_s
     acked_at_begin: int | None = None
     async with AsyncClient(cmd["bootstrap"], timeout_s=10) as client:
-        producer = client.producer(cmd["log"], linger_ms=linger_ms,
-                                   max_buffer_bytes=int(cmd.get("max_buffer_bytes", 8 << 20)))
+        producer = client.producer(
+            cmd["log"],
+            linger_ms=linger_ms,
+            max_buffer_bytes=int(cmd.get("max_buffer_bytes", 8 << 20)),
+        )
         i = 0
         while True:
             now = time.perf_counter()
@@ -259,16 +286,23 @@ async def client_producer(cmd: Cmd) -> Cmd:
         stats = producer.stats
     t_last = time.perf_counter()
     cpu = time.process_time() - cpu0
-    return {"records": acked, "seconds": t_end - t_begin, "sent": i,
-            "failed": stats.failed_batches, "batches": stats.batches_sent,
-            "retries": stats.retries,
-            "records_per_batch": stats.records_sent / max(stats.batches_sent, 1),
-            "batch_latencies": sorted(stats.batch_latencies_s),
-            "cpu_pct": 100 * cpu / max(t_last - t0, 1e-9)}
+    return {
+        "records": acked,
+        "seconds": t_end - t_begin,
+        "sent": i,
+        "failed": stats.failed_batches,
+        "batches": stats.batches_sent,
+        "retries": stats.retries,
+        "records_per_batch": stats.records_sent / max(stats.batches_sent, 1),
+        "batch_latencies": sorted(stats.batch_latencies_s),
+        "cpu_pct": 100 * cpu / max(t_last - t0, 1e-9),
+    }
 
 
 OPS: dict[str, Callable[[Cmd], Coroutine[Any, Any, Cmd]]] = {
-    "produce": produce, "latency": latency, "consume": consume,
+    "produce": produce,
+    "latency": latency,
+    "consume": consume,
     "client_producer": client_producer,
 }
 

@@ -37,7 +37,12 @@ class LoadWorker:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         self.proc = subprocess.Popen(
             die_with_parent([sys.executable, "-m", "bench.tabletlog_load"]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT, env=env, text=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO_ROOT,
+            env=env,
+            text=True,
+        )
         self.pid = int(self.receive(30)["ready"])
 
     def send(self, cmd: dict[str, Any]) -> None:
@@ -123,25 +128,43 @@ def cpu_fields(r: dict[str, Any]) -> dict[str, float | None]:
 
 def noise_note(rows: list[Result], load_before: float, load_after: float) -> Result:
     """How busy the shared machine was with other people's work while we measured."""
-    others = [c["machine_cpu"] - c["nodes_cpu"] - c["loadgen_cpu"] for r in rows
-              if (c := r.extra.get("cpu")) and None not in c.values()]
+    others = [
+        c["machine_cpu"] - c["nodes_cpu"] - c["loadgen_cpu"]
+        for r in rows
+        if (c := r.extra.get("cpu")) and None not in c.values()
+    ]
     cores = os.cpu_count() or 1
-    text = (f"{code_version()}; machine noise: load average {load_before:.1f} before, "
-            f"{load_after:.1f} after ({cores} vCPUs)")
+    text = (
+        f"{code_version()}; machine noise: load average {load_before:.1f} before, "
+        f"{load_after:.1f} after ({cores} vCPUs)"
+    )
     if others:
-        text += (f"; processes other than this benchmark's used {median(others):.0f}% CPU "
-                 f"(median over rows, max {max(others):.0f}%, of {100 * cores}%)")
+        text += (
+            f"; processes other than this benchmark's used {median(others):.0f}% CPU "
+            f"(median over rows, max {max(others):.0f}%, of {100 * cores}%)"
+        )
     return Result("note", SYSTEM, "-", notes=text, extra={"others_cpu": others})
 
 
 def code_version() -> str:
     """'commit abc1234' (+ a warning when product code has uncommitted changes)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, text=True,
-                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "storage", "replication",
-                                "node", "client"], cwd=REPO_ROOT, text=True,
-                               capture_output=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            text=True,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "storage", "replication", "node", "client"],
+            cwd=REPO_ROOT,
+            text=True,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "commit unknown"
     return f"commit {head}" + (" + uncommitted product changes" if dirty else "")

@@ -8,7 +8,7 @@ cost is one tuple and one small object, and completing a batch of thousands of r
 ``set_result``.
 
 Numbering: each ``TabletQueue`` holds a producer id and the next sequence number of its tablet.
-A batch is numbered and encoded (``storage.batch.build_batch``) exactly once, when it is first
+A batch is numbered and encoded (``wire.batch.build_batch``) exactly once, when it is first
 sent; its bytes never change afterwards, so every retry resends the same sequence and the leader
 answers a duplicate with the original offsets. The one exception is a batch of an abandoned
 session (see ``client.producer``) that the leader proved it never wrote: ``restamp`` moves it
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.models import RecordMetadata
-from storage.batch import (
+from wire.batch import (
     BODY,
     BODY_POS,
     CRC_POS,
@@ -74,11 +74,26 @@ class ProducerBatch:
     the sequence numbers).
     """
 
-    __slots__ = ("attempts", "count", "created_at", "deadline", "future", "number", "payload",
-                 "producer_id", "records", "retry_at", "sent_alone", "sent_at", "size", "tablet")
+    __slots__ = (
+        "attempts",
+        "count",
+        "created_at",
+        "deadline",
+        "future",
+        "number",
+        "payload",
+        "producer_id",
+        "records",
+        "retry_at",
+        "sent_alone",
+        "sent_at",
+        "size",
+        "tablet",
+    )
 
-    def __init__(self, tablet: int, number: int, future: asyncio.Future[int], now: float,
-                 deadline: float) -> None:
+    def __init__(
+        self, tablet: int, number: int, future: asyncio.Future[int], now: float, deadline: float
+    ) -> None:
         self.tablet = tablet
         self.number = number
         self.future = future
@@ -95,8 +110,10 @@ class ProducerBatch:
         self.sent_alone = False  # no earlier batch of the tablet was unsettled when it was sent
 
     def __repr__(self) -> str:
-        return (f"ProducerBatch(tablet={self.tablet}, number={self.number}, "
-                f"records={self.count or len(self.records)}, attempts={self.attempts})")
+        return (
+            f"ProducerBatch(tablet={self.tablet}, number={self.number}, "
+            f"records={self.count or len(self.records)}, attempts={self.attempts})"
+        )
 
 
 class Delivery:
@@ -143,8 +160,11 @@ class Delivery:
         return self.result()
 
     def __repr__(self) -> str:
-        state = "pending" if not self.done() else (
-            "failed" if self.cancelled() or self.exception() else repr(self.result()))
+        state = (
+            "pending"
+            if not self.done()
+            else ("failed" if self.cancelled() or self.exception() else repr(self.result()))
+        )
         return f"<Delivery tablet={self._batch.tablet} {state}>"
 
 
@@ -177,8 +197,7 @@ class TabletQueue:
     def open_batch(self, now: float, delivery_timeout_s: float) -> ProducerBatch:
         """Seal the open batch (if any) and open a new one, which ``send`` fills."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        batch = ProducerBatch(self.tablet, self.next_number, future, now,
-                              now + delivery_timeout_s)
+        batch = ProducerBatch(self.tablet, self.next_number, future, now, now + delivery_timeout_s)
         self.next_number += 1
         self.batches.append(batch)
         self.open = batch
@@ -225,8 +244,18 @@ class TabletQueue:
         h = parse_header(batch.payload)
         producer_id, epoch, sequence = self._take_sequences(h.record_count)
         buf = bytearray(batch.payload)
-        BODY.pack_into(buf, BODY_POS, h.attributes, h.last_offset_delta, h.first_timestamp,
-                       h.max_timestamp, producer_id, epoch, sequence, h.record_count)
+        BODY.pack_into(
+            buf,
+            BODY_POS,
+            h.attributes,
+            h.last_offset_delta,
+            h.first_timestamp,
+            h.max_timestamp,
+            producer_id,
+            epoch,
+            sequence,
+            h.record_count,
+        )
         struct.pack_into(">I", buf, CRC_POS, crc32c(memoryview(buf)[BODY_POS:]))
         batch.payload = bytes(buf)
         batch.producer_id = producer_id
@@ -240,5 +269,13 @@ class TabletQueue:
         return self.producer_id, 0, base
 
 
-__all__ = ["HEADER_SIZE", "Data", "Delivery", "ProducerBatch", "TabletQueue", "new_producer_id",
-           "record_size", "to_bytes"]
+__all__ = [
+    "HEADER_SIZE",
+    "Data",
+    "Delivery",
+    "ProducerBatch",
+    "TabletQueue",
+    "new_producer_id",
+    "record_size",
+    "to_bytes",
+]

@@ -36,9 +36,9 @@ from client.errors import ClientError, NotFound, OffsetOutOfRange, ProtocolError
 from client.metadata import log_path
 from client.models import Record
 from client.transport import Response
-from storage.batch import HEADER_SIZE, BatchHeader, iter_headers
-from storage.errors import CorruptBatch
-from storage.records import decode_records
+from wire.batch import HEADER_SIZE, BatchHeader, iter_headers
+from wire.errors import CorruptBatch
+from wire.records import decode_records
 
 if TYPE_CHECKING:
     from client.async_client import AsyncClient
@@ -62,8 +62,7 @@ def parse_start(start: object) -> Start:
         if isinstance(ts, int) and not isinstance(ts, bool):
             return {"timestamp": ts}
     raise ValueError(
-        "a start is 'earliest', 'latest', an offset ≥ 0 or {'timestamp': ms}, "
-        f"not {start!r}"
+        f"a start is 'earliest', 'latest', an offset ≥ 0 or {{'timestamp': ms}}, not {start!r}"
     )
 
 
@@ -216,7 +215,9 @@ class Consumer:
     async def _request(self, position: int) -> Response:
         wait_ms = 0 if self._stop_at_end else self._wait_ms
         params: dict[str, str | int] = {
-            "offset": position, "max_bytes": self._max_bytes, "wait_ms": wait_ms,
+            "offset": position,
+            "max_bytes": self._max_bytes,
+            "wait_ms": wait_ms,
         }
         metadata = self._client.metadata
         return await metadata.request_any(
@@ -254,8 +255,9 @@ class Consumer:
         except CorruptBatch as exc:
             raise self._corrupt(response, exc) from exc
 
-    def _decode(self, response: Response, batches: list[tuple[int, BatchHeader]],
-                position: int) -> list[Record]:
+    def _decode(
+        self, response: Response, batches: list[tuple[int, BatchHeader]], position: int
+    ) -> list[Record]:
         """The records at or after ``position``, batch by batch: only a batch that starts
         before the position is filtered record by record."""
         body = response.body
@@ -264,8 +266,13 @@ class Consumer:
             for pos, h in batches:
                 if h.end_offset <= position:
                     continue
-                records = decode_records(body[pos + HEADER_SIZE : pos + h.size], h.base_offset,
-                                         h.append_time_ms, h.first_timestamp, h.record_count)
+                records = decode_records(
+                    body[pos + HEADER_SIZE : pos + h.size],
+                    h.base_offset,
+                    h.append_time_ms,
+                    h.first_timestamp,
+                    h.record_count,
+                )
                 if h.base_offset < position:
                     records = [r for r in records if r.offset >= position]
                 if decoded:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from storage.errors import TabletLogError
+from wire.errors import TabletLogError
 
 
 class ClientError(TabletLogError):
@@ -276,9 +276,7 @@ _BY_CODE["corrupt_segment"] = Unavailable
 _BY_CODE["unknown_log"] = NotFound
 
 
-def error_from_response(
-    status: int, body: bytes, *, address: str | None = None
-) -> ServerError:
+def error_from_response(status: int, body: bytes, *, address: str | None = None) -> ServerError:
     """The error for a non-2xx answer: by the body's ``error`` code, else by the status."""
     parsed = _parse_body(body)
     code = parsed.get("error")

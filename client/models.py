@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from client.errors import ProtocolError
-from storage.batch import Record
+from wire.batch import Record
 
 __all__ = [
     "ClusterInfo",
@@ -130,7 +130,8 @@ class TabletInfo:
             high_watermark=_opt_int(raw.get("high_watermark")) or 0,
             end_offset=_opt_int(raw.get("end_offset")),
             replica_lag={str(k): _opt_int(v) for k, v in lag.items()}
-            if isinstance(lag, dict) else {},
+            if isinstance(lag, dict)
+            else {},
         )
 
 
@@ -162,8 +163,9 @@ class LogDescription:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> LogDescription:
-        tablets = sorted((TabletInfo.parse(t) for t in _list(raw, "tablets")),
-                         key=lambda t: t.tablet)
+        tablets = sorted(
+            (TabletInfo.parse(t) for t in _list(raw, "tablets")), key=lambda t: t.tablet
+        )
         config = raw.get("config") or {}
         return cls(
             name=_str(raw, "name"),
@@ -206,8 +208,9 @@ class Status:
         for entry in _list(raw, "logs"):
             if not isinstance(entry, dict):
                 raise ProtocolError("status lists a log that is not an object")
-            tablets = sorted((TabletInfo.parse(t) for t in _list(entry, "tablets")),
-                             key=lambda t: t.tablet)
+            tablets = sorted(
+                (TabletInfo.parse(t) for t in _list(entry, "tablets")), key=lambda t: t.tablet
+            )
             logs.append(LogStatus(_str(entry, "name"), tuple(tablets)))
         return cls(
             cluster=str(raw.get("cluster", "")),

@@ -42,15 +42,22 @@ from client.accumulator import (
 from client.errors import NotFound, PayloadTooLarge, ProducerClosed
 from client.models import RecordMetadata
 from client.sender import Acks, Sender
-from replication.partitioning import tablet_for_key
-from storage.batch import HEADER_SIZE, MAX_BATCH_BYTES, NO_PRODUCER_ID
-from storage.producers import MAX_BATCHES
+from wire.batch import HEADER_SIZE, MAX_BATCH_BYTES, NO_PRODUCER_ID
+from wire.limits import MAX_BATCHES
+from wire.partitioning import tablet_for_key
 
 if TYPE_CHECKING:
     from client.async_client import AsyncClient
 
-__all__ = ["DEFAULT_MAX_BATCH_BYTES", "Acks", "Data", "Delivery", "Producer", "ProducerStats",
-           "new_producer_id"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_BYTES",
+    "Acks",
+    "Data",
+    "Delivery",
+    "Producer",
+    "ProducerStats",
+    "new_producer_id",
+]
 
 DEFAULT_MAX_BATCH_BYTES = 256 * 1024
 DEFAULT_MAX_IN_FLIGHT = MAX_BATCHES  # what the leader remembers per producer
@@ -120,7 +127,10 @@ class Producer:
         self._closed = False
         self.stats = ProducerStats()
         self._sender = Sender(
-            client, log, self.stats, self._release,
+            client,
+            log,
+            self.stats,
+            self._release,
             acks=acks,
             linger_s=max(linger_ms, 0) / 1000,
             batch_room=self._batch_room,
@@ -180,8 +190,11 @@ class Producer:
             index = self._round_robin % count
         else:
             index = await self._route(key_bytes, tablet)  # raises NotFound
-        size = RECORD_OVERHEAD_BYTES + (len(key_bytes) if key_bytes is not None else 0) + (
-            len(value_bytes) if value_bytes is not None else 0)
+        size = (
+            RECORD_OVERHEAD_BYTES
+            + (len(key_bytes) if key_bytes is not None else 0)
+            + (len(value_bytes) if value_bytes is not None else 0)
+        )
         buffered = self._buffered_bytes + size
         if buffered > self._max_buffer_bytes:
             if size + HEADER_SIZE > MAX_BATCH_BYTES:
@@ -192,8 +205,11 @@ class Producer:
         state = self._tablets.get(index)
         batch = state.open if state is not None else None
         full = False
-        if (batch is None or batch.size + size > self._batch_room
-                or len(batch.records) >= self._max_batch_records):
+        if (
+            batch is None
+            or batch.size + size > self._batch_room
+            or len(batch.records) >= self._max_batch_records
+        ):
             if size + HEADER_SIZE > MAX_BATCH_BYTES:
                 raise PayloadTooLarge(f"a record of {size} bytes exceeds the batch limit")
             full = batch is not None
@@ -225,8 +241,12 @@ class Producer:
 
         Does not raise for failed records; their deliveries hold the errors.
         """
-        pending = {b.future for state in self._tablets.values() for b in state.unsettled()
-                   if not b.future.done()}
+        pending = {
+            b.future
+            for state in self._tablets.values()
+            for b in state.unsettled()
+            if not b.future.done()
+        }
         if not pending:
             return
         self._sender.flushing += 1

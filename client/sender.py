@@ -136,7 +136,8 @@ class Sender:
         # a batch numbered in an abandoned session may need renumbering: until none is left
         # (failed or in flight), nothing new is numbered and batches go one at a time
         abandoned = self._idempotent and any(
-            b.producer_id != state.producer_id for b in (*state.retry, *state.in_flight))
+            b.producer_id != state.producer_id for b in (*state.retry, *state.in_flight)
+        )
         if state.recovering or abandoned:  # once nothing is in flight, batches go alone
             if state.in_flight:
                 return None, None
@@ -160,14 +161,19 @@ class Sender:
         if unsettled and head.number >= min(b.number for b in unsettled) + limit:
             return None, None  # the window: every batch sent since the oldest unsettled one
         if head is state.open:
-            full = (head.size + RECORD_OVERHEAD_BYTES > self._batch_room
-                    or len(head.records) >= self._max_batch_records)
+            full = (
+                head.size + RECORD_OVERHEAD_BYTES > self._batch_room
+                or len(head.records) >= self._max_batch_records
+            )
             if not (full or self.flushing or self.closed):
                 wait_s = head.created_at + self._linger_s - now
                 if wait_s > 0:
                     return None, wait_s
-        if (self._idempotent and state.in_flight
-                and state.next_sequence + len(head.records) > SEQUENCE_MAX):
+        if (
+            self._idempotent
+            and state.in_flight
+            and state.next_sequence + len(head.records) > SEQUENCE_MAX
+        ):
             return None, None  # the next batch starts a new session: not while others fly
         if head is state.open:
             state.open = None
@@ -177,11 +183,15 @@ class Sender:
         """Start an attempt of ``batch`` (numbering and encoding it on its first)."""
         if batch.payload is None:
             if time.monotonic() >= batch.deadline:
-                self._fail(state, batch, DeliveryTimeout(
-                    f"{len(batch.records)} records for tablet {batch.tablet} of log "
-                    f"{self._log!r} waited {self._delivery_timeout_s:g} s without being sent",
-                    None,
-                ))
+                self._fail(
+                    state,
+                    batch,
+                    DeliveryTimeout(
+                        f"{len(batch.records)} records for tablet {batch.tablet} of log "
+                        f"{self._log!r} waited {self._delivery_timeout_s:g} s without being sent",
+                        None,
+                    ),
+                )
                 return
             state.encode(batch, idempotent=self._idempotent)
             batch.sent_at = time.monotonic()
@@ -227,11 +237,15 @@ class Sender:
         if delay is None:
             self._fail(state, batch, exc)
         elif now + delay >= batch.deadline:
-            self._fail(state, batch, DeliveryTimeout(
-                f"gave up on {batch.count} records for tablet {batch.tablet} of log "
-                f"{self._log!r} after {batch.attempts + 1} attempts: {exc.message}",
-                exc,
-            ))
+            self._fail(
+                state,
+                batch,
+                DeliveryTimeout(
+                    f"gave up on {batch.count} records for tablet {batch.tablet} of log "
+                    f"{self._log!r} after {batch.attempts + 1} attempts: {exc.message}",
+                    exc,
+                ),
+            )
         else:
             batch.attempts += 1
             batch.retry_at = now + delay
@@ -310,8 +324,11 @@ class Sender:
     def _fail(self, state: TabletQueue, batch: ProducerBatch, exc: BaseException) -> None:
         self.stats.failed_batches += 1
         self.stats.last_error = exc
-        if (self._idempotent and batch.payload is not None
-                and batch.producer_id == state.producer_id):
+        if (
+            self._idempotent
+            and batch.payload is not None
+            and batch.producer_id == state.producer_id
+        ):
             # the leader may or may not hold this sequence range now: start a new session
             state.new_session()
         if not batch.future.done():
@@ -323,4 +340,3 @@ class Sender:
         self._release(batch)
         batch.payload = None
         batch.records = []
-

@@ -130,7 +130,12 @@ class Client:
         return SyncProducer(self, self.run(make()))
 
     def consume(
-        self, log: str, tablet: int, start: Start = "earliest", *, reset: Reset = None,
+        self,
+        log: str,
+        tablet: int,
+        start: Start = "earliest",
+        *,
+        reset: Reset = None,
         **options: Any,
     ) -> SyncConsumer:
         """A blocking iterator of records; options as for :class:`~client.consumer.Consumer`."""
@@ -230,9 +235,7 @@ class SyncConsumer:
         return self._consumer.stop_at_end
 
 
-def _copy_outcome(
-    source: Delivery, target: concurrent.futures.Future[RecordMetadata]
-) -> None:
+def _copy_outcome(source: Delivery, target: concurrent.futures.Future[RecordMetadata]) -> None:
     if source.cancelled():
         target.cancel()
         return

@@ -56,26 +56,35 @@ async def readyz(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     leader = ctx.store.raft_leader_id()
     ready = ctx.store.ready and leader is not None
-    body = {"ready": ready, "node": ctx.node_id, "metadata_leader": leader,
-            "controller": ctx.view.controller}
+    body = {
+        "ready": ready,
+        "node": ctx.node_id,
+        "metadata_leader": leader,
+        "controller": ctx.view.controller,
+    }
     return web.json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ctx.metrics.refresh(ctx)
-    return web.Response(body=generate_latest(ctx.metrics.registry),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(ctx.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 async def cluster(request: web.Request) -> web.Response:
     view = request.app[CONTEXT].view
-    return web.json_response({
-        "cluster": view.cluster_name,
-        "controller": view.controller,
-        "nodes": [{"id": n.id, "address": n.address, "alive": n.alive}
-                  for n in sorted(view.nodes.values(), key=lambda n: n.id)],
-    })
+    return web.json_response(
+        {
+            "cluster": view.cluster_name,
+            "controller": view.controller,
+            "nodes": [
+                {"id": n.id, "address": n.address, "alive": n.alive}
+                for n in sorted(view.nodes.values(), key=lambda n: n.id)
+            ],
+        }
+    )
 
 
 async def list_logs(request: web.Request) -> web.Response:
@@ -100,10 +109,13 @@ async def create_log(request: web.Request) -> web.Response:
     except ConfigError as exc:
         raise bad_request(str(exc)) from None
     if settings.replication_factor > len(ctx.view.nodes):
-        raise bad_request(f"replication_factor {settings.replication_factor} exceeds the "
-                          f"{len(ctx.view.nodes)} nodes of the cluster")
-    forwarded = await _via_controller(ctx, request, body,
-                                      lambda: ctx.controller.create_log(name, settings))
+        raise bad_request(
+            f"replication_factor {settings.replication_factor} exceeds the "
+            f"{len(ctx.view.nodes)} nodes of the cluster"
+        )
+    forwarded = await _via_controller(
+        ctx, request, body, lambda: ctx.controller.create_log(name, settings)
+    )
     if forwarded is None or forwarded.status < 300:  # read your own writes
         await _wait_until_visible(ctx, lambda: name in ctx.view.logs)
     if forwarded is not None:
@@ -116,8 +128,7 @@ async def delete_log(request: web.Request) -> web.Response:
     name = request.match_info["log"]
     if name not in ctx.view.logs:
         raise unknown_log(ctx, name)
-    forwarded = await _via_controller(ctx, request, None,
-                                      lambda: ctx.controller.delete_log(name))
+    forwarded = await _via_controller(ctx, request, None, lambda: ctx.controller.delete_log(name))
     if forwarded is None or forwarded.status < 300:
         await _wait_until_visible(ctx, lambda: name not in ctx.view.logs)
     return forwarded or web.Response(status=204)
@@ -138,14 +149,18 @@ async def commit_offsets(request: web.Request) -> web.Response:
         log, tablet, offset = item.get("log"), item.get("tablet"), item.get("offset")
         if not isinstance(log, str) or log not in ctx.view.logs:
             raise ApiError("not_found", f"offsets[{i}]: no log named {log!r}")
-        if not isinstance(tablet, int) or not _nonneg_int(tablet) \
-                or tablet >= ctx.view.logs[log].tablet_count:
+        if (
+            not isinstance(tablet, int)
+            or not _nonneg_int(tablet)
+            or tablet >= ctx.view.logs[log].tablet_count
+        ):
             raise bad_request(f"offsets[{i}].tablet is not a tablet of {log}")
         if not _nonneg_int(offset):
             raise bad_request(f"offsets[{i}].offset must be a non-negative integer")
         offsets.append([log, tablet, offset])
-    forwarded = await _via_controller(ctx, request, body,
-                                      lambda: ctx.controller.commit_offsets(group, offsets))
+    forwarded = await _via_controller(
+        ctx, request, body, lambda: ctx.controller.commit_offsets(group, offsets)
+    )
     return forwarded or web.Response(status=204)
 
 
@@ -162,7 +177,9 @@ async def committed_offsets(request: web.Request) -> web.Response:
 
 
 async def _via_controller(
-    ctx: NodeContext, request: web.Request, body: bytes | None,
+    ctx: NodeContext,
+    request: web.Request,
+    body: bytes | None,
     local: Callable[[], Awaitable[object]],
 ) -> web.Response | None:
     """Run a change on this node's controller (returns None) or the controller node's answer.
@@ -232,8 +249,9 @@ async def describe(ctx: NodeContext, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "config": dict(info.settings),
-        "tablets": [_tablet_json(t, stats.get((t.log, t.index)))
-                    for t in ctx.view.tablets_of(name)],
+        "tablets": [
+            _tablet_json(t, stats.get((t.log, t.index))) for t in ctx.view.tablets_of(name)
+        ],
     }
 
 
@@ -250,15 +268,19 @@ def _tablet_json(tablet: TabletInfo, stats: dict[str, Any] | None) -> dict[str, 
     }
 
 
-async def leader_positions(ctx: NodeContext, log: str | None
-                           ) -> dict[tuple[str, int], dict[str, Any]]:
+async def leader_positions(
+    ctx: NodeContext, log: str | None
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Positions of the tablets of ``log`` (or all) as their leaders see them."""
     stats: dict[tuple[str, int], dict[str, Any]] = {}
     for tablet, leader in ctx.replicas.leaders.items():
         if not leader.closed and (log is None or tablet.log == log):
             stats[(tablet.log, tablet.index)] = leader_stats(leader)
-    leaders = {t.leader for t in ctx.view.tablets.values()
-               if t.leader and t.leader != ctx.node_id and (log is None or t.log == log)}
+    leaders = {
+        t.leader
+        for t in ctx.view.tablets.values()
+        if t.leader and t.leader != ctx.node_id and (log is None or t.log == log)
+    }
     answers = await asyncio.gather(*(_remote_stats(ctx, n, log) for n in sorted(leaders)))
     for answer in answers:
         for item in answer:
@@ -273,7 +295,8 @@ async def _remote_stats(ctx: NodeContext, node: str, log: str | None) -> list[di
     url = f"http://{address}/internal/tablets" + (f"?log={log}" if log else "")
     try:
         async with ctx.session.get(
-            url, headers={INTERNAL_TOKEN_HEADER: internal_token(ctx.config.secret)},
+            url,
+            headers={INTERNAL_TOKEN_HEADER: internal_token(ctx.config.secret)},
             timeout=aiohttp.ClientTimeout(total=1.0),
         ) as resp:
             if resp.status != 200:
@@ -301,14 +324,18 @@ async def status(request: web.Request) -> web.Response:
             }
             tablets.append(entry)
         logs.append({"name": name, "tablets": tablets})
-    return web.json_response({
-        "cluster": view.cluster_name,
-        "controller": view.controller,
-        "node": ctx.node_id,
-        "nodes": [{"id": n.id, "address": n.address, "alive": n.alive}
-                  for n in sorted(view.nodes.values(), key=lambda n: n.id)],
-        "logs": logs,
-    })
+    return web.json_response(
+        {
+            "cluster": view.cluster_name,
+            "controller": view.controller,
+            "node": ctx.node_id,
+            "nodes": [
+                {"id": n.id, "address": n.address, "alive": n.alive}
+                for n in sorted(view.nodes.values(), key=lambda n: n.id)
+            ],
+            "logs": logs,
+        }
+    )
 
 
 def _group(request: web.Request) -> str:

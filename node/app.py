@@ -13,7 +13,7 @@ from node.context import CONTEXT, NodeContext
 from node.controller_api import controller_routes
 from node.http_errors import Handler, error_middleware, error_response
 from replication.auth import INTERNAL_TOKEN_HEADER, token_is_valid
-from storage.batch import MAX_BATCH_BYTES
+from wire.batch import MAX_BATCH_BYTES
 
 #: Largest request body: one maximal batch plus framing (JSON produce of the same data is bigger).
 MAX_BODY_BYTES = 4 * MAX_BATCH_BYTES
@@ -40,8 +40,9 @@ def _internal_auth(secret: str) -> web.middleware:  # type: ignore[valid-type]
         if request.path.startswith("/internal/") and not token_is_valid(
             request.headers.get(INTERNAL_TOKEN_HEADER), secret
         ):
-            return error_response("unauthorized",
-                                  "internal endpoints require the cluster secret", 401)
+            return error_response(
+                "unauthorized", "internal endpoints require the cluster secret", 401
+            )
         return await handler(request)
 
     return check

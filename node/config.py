@@ -255,8 +255,9 @@ def _check_unique(specs: list[NodeSpec]) -> None:
         for port in (spec.api_port, spec.raft_port):
             endpoint = (spec.advertised_host, port)
             if endpoint in endpoints:
-                raise ConfigError(f"duplicate port {port} on {spec.advertised_host} "
-                                  f"(node {spec.id})")
+                raise ConfigError(
+                    f"duplicate port {port} on {spec.advertised_host} (node {spec.id})"
+                )
             endpoints.add(endpoint)
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from replication.leader import TabletLeader
-from storage.batch import Record, iter_records
 from storage.errors import OffsetOutOfRange
 from storage.log import TabletLog
+from wire.batch import Record, iter_records
 
 MAX_READ_BYTES = 16 * 1024 * 1024
 

@@ -61,8 +61,11 @@ def _int(body: Body, key: str) -> int:
 
 def _str_list(body: Body, key: str) -> list[str]:
     value = body.get(key)
-    if not isinstance(value, list) or not value or len(value) > 64 or not all(
-        isinstance(v, str) and v for v in value
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > 64
+        or not all(isinstance(v, str) and v for v in value)
     ):
         raise _BadRequest(f"{key} must be a non-empty list of node ids")
     return value
@@ -70,7 +73,8 @@ def _str_list(body: Body, key: str) -> list[str]:
 
 async def _heartbeat(controller: Controller, body: Body) -> dict[str, Any]:
     return await controller.handle_heartbeat(
-        _str(body, "node", 64), _int(body, "incarnation"), _str(body, "address"))
+        _str(body, "node", 64), _int(body, "incarnation"), _str(body, "address")
+    )
 
 
 async def _create_log(controller: Controller, body: Body) -> dict[str, Any]:
@@ -93,15 +97,23 @@ async def _delete_log(controller: Controller, body: Body) -> dict[str, Any]:
 
 async def _alter_isr(controller: Controller, body: Body) -> dict[str, Any]:
     tablet = await controller.alter_isr(
-        _str(body, "log", 200), _int(body, "tablet"), _str(body, "leader", 64),
-        _int(body, "leader_epoch"), _int(body, "version"), _str_list(body, "isr"))
+        _str(body, "log", 200),
+        _int(body, "tablet"),
+        _str(body, "leader", 64),
+        _int(body, "leader_epoch"),
+        _int(body, "version"),
+        _str_list(body, "isr"),
+    )
     return {"tablet": tablet_to_json(tablet)}
 
 
 async def _elect_leader(controller: Controller, body: Body) -> dict[str, Any]:
     tablet = await controller.elect_leader(
-        _str(body, "log", 200), _int(body, "tablet"), _int(body, "leader_epoch"),
-        _str(body, "new_leader", 64))
+        _str(body, "log", 200),
+        _int(body, "tablet"),
+        _int(body, "leader_epoch"),
+        _str(body, "new_leader", 64),
+    )
     return {"tablet": tablet_to_json(tablet)}
 
 

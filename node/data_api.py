@@ -28,9 +28,9 @@ from node.produce import (
 from replication.errors import NoLeader, PeerUnreachable
 from replication.leader import TabletLeader
 from replication.model import TabletId
-from replication.partitioning import tablet_for_key
-from storage.batch import MAX_BATCH_BYTES, build_batch
 from storage.errors import CorruptSegment
+from wire.batch import MAX_BATCH_BYTES, build_batch
+from wire.partitioning import tablet_for_key
 
 MAX_JSON_RECORDS = 100_000
 
@@ -58,10 +58,15 @@ async def produce_binary(request: web.Request) -> web.Response:
     if not body:
         raise bad_request("the body must hold at least one record batch")
     started = time.perf_counter()
-    outcome = await route_produce(ctx, tablet, body, acks, timeout_s,
-                                  allow_forward=may_forward(request))
-    ctx.metrics.observe_produce(tablet.log, outcome.end_offset - outcome.base_offset, len(body),
-                                time.perf_counter() - started)
+    outcome = await route_produce(
+        ctx, tablet, body, acks, timeout_s, allow_forward=may_forward(request)
+    )
+    ctx.metrics.observe_produce(
+        tablet.log,
+        outcome.end_offset - outcome.base_offset,
+        len(body),
+        time.perf_counter() - started,
+    )
     return web.json_response(outcome.to_json())
 
 
@@ -85,8 +90,11 @@ async def produce_json(request: web.Request) -> web.Response:
     keyless_tablet = _next_round_robin(ctx, log_name, tablets)
     for position, item in enumerate(records):
         key, value, explicit = _parse_record(item, position, tablets)
-        tablet = explicit if explicit is not None else (
-            tablet_for_key(key, tablets) if key is not None else keyless_tablet)
+        tablet = (
+            explicit
+            if explicit is not None
+            else (tablet_for_key(key, tablets) if key is not None else keyless_tablet)
+        )
         groups.setdefault(tablet, []).append((position, key, value))
     timeout_s = _timeout_s(ctx, request)
     now_ms = int(time.time() * 1000)
@@ -95,10 +103,13 @@ async def produce_json(request: web.Request) -> web.Response:
     async def send(tablet: int, items: list[tuple[int, bytes | None, bytes]]) -> ProduceOutcome:
         batch = build_batch([(k, v) for _, k, v in items], create_time_ms=now_ms)
         if len(batch) > MAX_BATCH_BYTES:
-            raise ApiError("payload_too_large", f"records for one tablet exceed "
-                           f"{MAX_BATCH_BYTES} bytes; send fewer per request")
-        return await route_produce(ctx, TabletId(log_name, tablet), batch, acks, timeout_s,
-                                   allow_forward=True)
+            raise ApiError(
+                "payload_too_large",
+                f"records for one tablet exceed {MAX_BATCH_BYTES} bytes; send fewer per request",
+            )
+        return await route_produce(
+            ctx, TabletId(log_name, tablet), batch, acks, timeout_s, allow_forward=True
+        )
 
     order = sorted(groups)
     outcomes = await asyncio.gather(*(send(t, groups[t]) for t in order))
@@ -108,13 +119,15 @@ async def produce_json(request: web.Request) -> web.Response:
         for i, (position, _, _) in enumerate(groups[tablet]):
             offsets[position] = {"tablet": tablet, "offset": outcome.base_offset + i}
         total += len(groups[tablet])
-    ctx.metrics.observe_produce(log_name, total, request.content_length or 0,
-                                time.perf_counter() - started)
+    ctx.metrics.observe_produce(
+        log_name, total, request.content_length or 0, time.perf_counter() - started
+    )
     return web.json_response({"offsets": offsets})
 
 
-def _parse_record(item: object, position: int, tablets: int
-                  ) -> tuple[bytes | None, bytes, int | None]:
+def _parse_record(
+    item: object, position: int, tablets: int
+) -> tuple[bytes | None, bytes, int | None]:
     where = f"records[{position}]"
     if not isinstance(item, dict):
         raise bad_request(f"{where} must be an object")
@@ -123,8 +136,7 @@ def _parse_record(item: object, position: int, tablets: int
     assert value is not None
     explicit = item.get("tablet")
     if explicit is not None and (
-        not isinstance(explicit, int) or isinstance(explicit, bool)
-        or not 0 <= explicit < tablets
+        not isinstance(explicit, int) or isinstance(explicit, bool) or not 0 <= explicit < tablets
     ):
         raise bad_request(f"{where}.tablet must be an integer in [0, {tablets})")
     return key, value, explicit
@@ -180,15 +192,19 @@ async def _leader_or_forward(
         error: Exception = NoLeader(f"tablet {tablet.log}/{tablet.index} has no leader right now")
         if address is not None and info.leader != ctx.node_id:
             if not may_forward(request):
-                raise ApiError("not_leader", f"node {ctx.node_id} does not lead tablet "
-                               f"{tablet.log}/{tablet.index}", leader=info.leader,
-                               leader_address=address)
+                raise ApiError(
+                    "not_leader",
+                    f"node {ctx.node_id} does not lead tablet {tablet.log}/{tablet.index}",
+                    leader=info.leader,
+                    leader_address=address,
+                )
             try:
                 response = await forward(ctx, request, address)
                 if response.status not in (421, 503):
                     return response
-                error = ApiError("no_leader", f"the leader of {tablet.log}/{tablet.index} "
-                                 "is changing")
+                error = ApiError(
+                    "no_leader", f"the leader of {tablet.log}/{tablet.index} is changing"
+                )
                 if time.monotonic() >= deadline:
                     return response
             except PeerUnreachable as exc:
@@ -202,8 +218,9 @@ async def _read(request: web.Request) -> ReadOutcome | web.Response:
     ctx = request.app[CONTEXT]
     tablet = _tablet(ctx, request)
     offset = _int_param(request, "offset", required=True, minimum=0)
-    max_bytes = _int_param(request, "max_bytes", default=1024 * 1024, minimum=1,
-                           maximum=16 * 1024 * 1024)
+    max_bytes = _int_param(
+        request, "max_bytes", default=1024 * 1024, minimum=1, maximum=16 * 1024 * 1024
+    )
     wait_ms = _int_param(request, "wait_ms", default=0, minimum=0, maximum=60_000)
     target = await _leader_or_forward(ctx, request, tablet)
     if isinstance(target, web.Response):
@@ -288,8 +305,9 @@ def _tablet(ctx: NodeContext, request: web.Request) -> TabletId:
         raise unknown_log(ctx, log_name)
     raw = request.match_info["tablet"]
     if not raw.isdigit() or int(raw) >= log_info.tablet_count:
-        raise ApiError("not_found", f"log {log_name} has tablets 0..{log_info.tablet_count - 1}, "
-                       f"not {raw!r}")
+        raise ApiError(
+            "not_found", f"log {log_name} has tablets 0..{log_info.tablet_count - 1}, not {raw!r}"
+        )
     return TabletId(log_name, int(raw))
 
 
@@ -299,8 +317,13 @@ def _timeout_s(ctx: NodeContext, request: web.Request) -> float:
 
 
 def _int_param(
-    request: web.Request, name: str, *, required: bool = False, default: int = 0,
-    minimum: int | None = None, maximum: int | None = None,
+    request: web.Request,
+    name: str,
+    *,
+    required: bool = False,
+    default: int = 0,
+    minimum: int | None = None,
+    maximum: int | None = None,
 ) -> int:
     raw = request.query.get(name)
     if raw is None:

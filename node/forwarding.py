@@ -51,7 +51,8 @@ async def forward(
         ) as upstream:
             payload = await upstream.read()
             relayed = {
-                k: v for k, v in upstream.headers.items()
+                k: v
+                for k, v in upstream.headers.items()
                 if k in _RELAYED_HEADERS or k.startswith(_RELAYED_PREFIX)
             }
             return web.Response(status=upstream.status, body=payload, headers=relayed)

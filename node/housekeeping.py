@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 async def run_housekeeping(
-    replicas: ReplicaManager, checkpoint_interval_s: float = 2.0,
+    replicas: ReplicaManager,
+    checkpoint_interval_s: float = 2.0,
     retention_interval_s: float = 30.0,
 ) -> None:
     """Run the chores forever (cancel to stop)."""

@@ -65,13 +65,16 @@ def unknown_log(ctx: NodeContext, name: str) -> ApiError:
     """404 for a log the map does not hold — or 503 while this node is still catching up with
     the map (a restarted node replaying its metadata), when "no such log" is not yet known."""
     if not ctx.store.ready:
-        return ApiError("metadata_unavailable", f"this node is still loading the cluster "
-                        f"metadata; retry (log {name!r} may exist)")
+        return ApiError(
+            "metadata_unavailable",
+            f"this node is still loading the cluster metadata; retry (log {name!r} may exist)",
+        )
     return ApiError("not_found", f"no log named {name!r}")
 
 
-def error_response(code: str, message: str, status: int | None = None,
-                   **fields: Any) -> web.Response:
+def error_response(
+    code: str, message: str, status: int | None = None, **fields: Any
+) -> web.Response:
     body = {"error": code, "message": message, **fields}
     return web.Response(
         status=status or STATUS_BY_CODE.get(code, 500),
@@ -114,7 +117,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "bad_request", 401: "unauthorized"}.get(
-            exc.status, "bad_request" if exc.status < 500 else "internal")
+            exc.status, "bad_request" if exc.status < 500 else "internal"
+        )
         return error_response(code, exc.reason or "request failed", exc.status)
     except json.JSONDecodeError as exc:
         return error_response("bad_request", f"request body is not valid JSON: {exc.msg}")

@@ -23,37 +23,66 @@ class NodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.produce_records = Counter("tabletlog_produce_records", "Records acknowledged",
-                                       ["log"], registry=r)
-        self.produce_bytes = Counter("tabletlog_produce_bytes", "Request bytes acknowledged",
-                                     ["log"], registry=r)
-        self.produce_latency = Histogram("tabletlog_produce_latency_seconds",
-                                         "Produce request latency (receipt to acknowledgement)",
-                                         buckets=_LATENCY_BUCKETS, registry=r)
-        self.consume_records = Counter("tabletlog_consume_records", "Records served as JSON",
-                                       ["log"], registry=r)
-        self.fetch_requests = Counter("tabletlog_replica_fetch_requests",
-                                      "Replica fetch requests served as leader", registry=r)
-        self.high_watermark = Gauge("tabletlog_tablet_high_watermark",
-                                    "High watermark of tablets led here", ["log", "tablet"],
-                                    registry=r)
-        self.end_offset = Gauge("tabletlog_tablet_end_offset", "End offset of local replicas",
-                                ["log", "tablet"], registry=r)
-        self.isr_size = Gauge("tabletlog_tablet_isr_size", "In-sync replicas of tablets led here",
-                              ["log", "tablet"], registry=r)
+        self.produce_records = Counter(
+            "tabletlog_produce_records", "Records acknowledged", ["log"], registry=r
+        )
+        self.produce_bytes = Counter(
+            "tabletlog_produce_bytes", "Request bytes acknowledged", ["log"], registry=r
+        )
+        self.produce_latency = Histogram(
+            "tabletlog_produce_latency_seconds",
+            "Produce request latency (receipt to acknowledgement)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consume_records = Counter(
+            "tabletlog_consume_records", "Records served as JSON", ["log"], registry=r
+        )
+        self.fetch_requests = Counter(
+            "tabletlog_replica_fetch_requests",
+            "Replica fetch requests served as leader",
+            registry=r,
+        )
+        self.high_watermark = Gauge(
+            "tabletlog_tablet_high_watermark",
+            "High watermark of tablets led here",
+            ["log", "tablet"],
+            registry=r,
+        )
+        self.end_offset = Gauge(
+            "tabletlog_tablet_end_offset",
+            "End offset of local replicas",
+            ["log", "tablet"],
+            registry=r,
+        )
+        self.isr_size = Gauge(
+            "tabletlog_tablet_isr_size",
+            "In-sync replicas of tablets led here",
+            ["log", "tablet"],
+            registry=r,
+        )
         self.leaders = Gauge("tabletlog_tablets_led", "Tablets this node leads", registry=r)
         self.replicas = Gauge("tabletlog_replicas", "Tablet replicas on this node", registry=r)
         self.raft_term = Gauge("tabletlog_raft_term", "Raft term of the metadata map", registry=r)
-        self.is_controller = Gauge("tabletlog_is_controller", "1 if this node is the controller",
-                                   registry=r)
-        self.tail_cache_bytes = Gauge("tabletlog_tail_cache_bytes",
-                                      "Bytes of recent batches held in memory (all tablets)",
-                                      registry=r)
-        self.reads = Gauge("tabletlog_log_reads", "Reads of local replicas since they opened",
-                           ["source"], registry=r)
-        self.corrupt_recoveries = Gauge("tabletlog_corrupt_segment_recoveries",
-                                        "Replicas truncated at corrupt data since start",
-                                        registry=r)
+        self.is_controller = Gauge(
+            "tabletlog_is_controller", "1 if this node is the controller", registry=r
+        )
+        self.tail_cache_bytes = Gauge(
+            "tabletlog_tail_cache_bytes",
+            "Bytes of recent batches held in memory (all tablets)",
+            registry=r,
+        )
+        self.reads = Gauge(
+            "tabletlog_log_reads",
+            "Reads of local replicas since they opened",
+            ["source"],
+            registry=r,
+        )
+        self.corrupt_recoveries = Gauge(
+            "tabletlog_corrupt_segment_recoveries",
+            "Replicas truncated at corrupt data since start",
+            registry=r,
+        )
 
     def observe_produce(self, log: str, records: int, size: int, seconds: float) -> None:
         self.produce_records.labels(log).inc(records)

@@ -37,12 +37,14 @@ async def epoch_end(request: web.Request) -> web.Response:
         raise bad_request("log, tablet, leader_epoch and requested_epoch are required") from None
     leader = ctx.replicas.leader_for(tablet)
     if leader is None:
-        raise ApiError("not_leader", f"node {ctx.node_id} does not lead {tablet.log}/"
-                       f"{tablet.index}")
+        raise ApiError(
+            "not_leader", f"node {ctx.node_id} does not lead {tablet.log}/{tablet.index}"
+        )
     if leader_epoch != leader.leader_epoch:
         code = "stale_epoch" if leader_epoch < leader.leader_epoch else "unknown_leader_epoch"
-        raise ApiError(code, f"epoch {leader_epoch} does not match the leader's "
-                       f"{leader.leader_epoch}")
+        raise ApiError(
+            code, f"epoch {leader_epoch} does not match the leader's {leader.leader_epoch}"
+        )
     epoch, end_offset = leader.log.end_offset_for_epoch(requested)
     return web.json_response({"epoch": epoch, "end_offset": end_offset})
 
@@ -57,9 +59,7 @@ def leader_stats(leader: TabletLeader) -> dict[str, Any]:
         "end_offset": log.end_offset,
         "high_watermark": log.high_watermark,
         "isr": list(leader.isr),
-        "followers": {
-            node: p.fetch_offset for node, p in leader.followers.items()
-        },
+        "followers": {node: p.fetch_offset for node, p in leader.followers.items()},
     }
 
 

@@ -43,8 +43,12 @@ class ProduceOutcome:
     duplicate: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"tablet": self.tablet, "base_offset": self.base_offset,
-                "end_offset": self.end_offset, "duplicate": self.duplicate}
+        return {
+            "tablet": self.tablet,
+            "base_offset": self.base_offset,
+            "end_offset": self.end_offset,
+            "duplicate": self.duplicate,
+        }
 
 
 def parse_acks(raw: object) -> str:
@@ -72,8 +76,9 @@ async def append_locally(
         raise
     except TabletLogError as exc:
         # Once appended, no failure may read as "not written": a retry would store it twice.
-        raise ReplicationTimeout(f"the write was appended but not acknowledged ({exc}); it may "
-                                 "or may not have committed") from exc
+        raise ReplicationTimeout(
+            f"the write was appended but not acknowledged ({exc}); it may or may not have committed"
+        ) from exc
     return ProduceOutcome(leader.tablet.index, result.base_offset, result.end_offset, duplicate)
 
 
@@ -103,15 +108,21 @@ async def route_produce(
             if info.leader == ctx.node_id or address is None:
                 raise NotLeader(f"{tablet.log}/{tablet.index}", None)  # our view lags: wait
             if not allow_forward:
-                raise ApiError("not_leader", f"node {ctx.node_id} does not lead tablet "
-                               f"{tablet.log}/{tablet.index}", leader=info.leader,
-                               leader_address=address)
+                raise ApiError(
+                    "not_leader",
+                    f"node {ctx.node_id} does not lead tablet {tablet.log}/{tablet.index}",
+                    leader=info.leader,
+                    leader_address=address,
+                )
             return await _forward_batches(ctx, address, tablet, body, acks, remaining)
         except (NoLeader, NotLeader, PeerUnreachable, ApiError) as exc:
             # A forwarded request answers at once: the node that forwarded it holds the
             # deadline and re-routes when its own view changes.
-            if (not allow_forward or not _retriable(exc)
-                    or time.monotonic() + _ROUTE_RETRY_S >= deadline):
+            if (
+                not allow_forward
+                or not _retriable(exc)
+                or time.monotonic() + _ROUTE_RETRY_S >= deadline
+            ):
                 raise
             await wait_for_new_view(ctx, _ROUTE_RETRY_S)
 
@@ -138,12 +149,16 @@ async def wait_for_new_view(ctx: NodeContext, timeout_s: float) -> None:
 async def _forward_batches(
     ctx: NodeContext, address: str, tablet: TabletId, body: bytes, acks: str, timeout_s: float
 ) -> ProduceOutcome:
-    url = (f"http://{address}/v1/logs/{tablet.log}/tablets/{tablet.index}/batches"
-           f"?acks={acks}&timeout_ms={max(int(timeout_s * 1000), 1)}")
+    url = (
+        f"http://{address}/v1/logs/{tablet.log}/tablets/{tablet.index}/batches"
+        f"?acks={acks}&timeout_ms={max(int(timeout_s * 1000), 1)}"
+    )
     headers = {NO_FORWARD_HEADER: "1", "Content-Type": BATCH_CONTENT_TYPE}
     try:
         async with ctx.session.post(
-            url, data=body, headers=headers,
+            url,
+            data=body,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout_s + 2),
         ) as resp:
             payload = await resp.read()
@@ -151,15 +166,25 @@ async def _forward_batches(
         refused = isinstance(exc.os_error, ConnectionRefusedError)
         raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
     except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-        raise ApiError("timeout", f"lost the connection to the leader at {address} ({exc!r}); "
-                       "the write may or may not have committed") from None
+        raise ApiError(
+            "timeout",
+            f"lost the connection to the leader at {address} ({exc!r}); "
+            "the write may or may not have committed",
+        ) from None
     try:
         reply = json.loads(payload)
     except ValueError:
-        raise ApiError("timeout", f"the leader at {address} gave an unreadable answer; "
-                       "the write may or may not have committed") from None
+        raise ApiError(
+            "timeout",
+            f"the leader at {address} gave an unreadable answer; "
+            "the write may or may not have committed",
+        ) from None
     if resp.status != 200:
         extra = {k: v for k, v in reply.items() if k not in ("error", "message")}
         raise ApiError(str(reply.get("error")), str(reply.get("message")), **extra)
-    return ProduceOutcome(int(reply["tablet"]), int(reply["base_offset"]),
-                          int(reply["end_offset"]), bool(reply.get("duplicate", False)))
+    return ProduceOutcome(
+        int(reply["tablet"]),
+        int(reply["base_offset"]),
+        int(reply["end_offset"]),
+        bool(reply.get("duplicate", False)),
+    )

@@ -72,7 +72,8 @@ async def replicate(request: web.Request) -> web.WebSocketResponse:
                 # The follower fetches again once it has our answer, which may be before our
                 # send has returned (draining): answer in order, after the previous one.
                 serving = asyncio.create_task(
-                    _serve_fetch(ws, decoded, checked, serving, ctx.replicas.on_corruption))
+                    _serve_fetch(ws, decoded, checked, serving, ctx.replicas.on_corruption)
+                )
             else:
                 _apply_acks(ctx, *decoded)
     finally:
@@ -92,7 +93,8 @@ def _apply_acks(ctx: NodeContext, replica: str, acks: list[Ack]) -> None:
 
 
 async def _serve_fetch(
-    ws: web.WebSocketResponse, request: FetchRequest,
+    ws: web.WebSocketResponse,
+    request: FetchRequest,
     checked: list[tuple[FetchPosition, TabletLeader | TabletFetchResult]],
     previous: asyncio.Task[None] | None,
     on_corruption: Callable[[TabletId, CorruptSegment], None],
@@ -100,8 +102,11 @@ async def _serve_fetch(
     if previous is not None:
         await previous  # never raises: see the end of this function
     active = [(p, target) for p, target in checked if isinstance(target, TabletLeader)]
-    if len(active) == len(checked) and active and request.wait_ms > 0 and not any(
-        leader.has_news_for(p.fetch_offset) for p, leader in active
+    if (
+        len(active) == len(checked)
+        and active
+        and request.wait_ms > 0
+        and not any(leader.has_news_for(p.fetch_offset) for p, leader in active)
     ):
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
@@ -118,8 +123,7 @@ async def _serve_fetch(
     results: list[TabletFetchResult] = []
     for position, target in checked:
         if isinstance(target, TabletLeader):
-            result = _read_for(position, target, min(budget, PER_TABLET_MAX_BYTES),
-                               on_corruption)
+            result = _read_for(position, target, min(budget, PER_TABLET_MAX_BYTES), on_corruption)
             budget = max(budget - len(result.data), 1)
         else:
             result = target
@@ -154,38 +158,53 @@ def _check(
     tablet_log = leader.log
     if not tablet_log.start_offset <= position.fetch_offset <= tablet_log.end_offset:
         return position, _error(position, OFFSET_OUT_OF_RANGE, leader.leader_epoch, leader)
-    leader.on_fetch(replica, position.fetch_offset, position.durable_offset,
-                    position.high_watermark)
+    leader.on_fetch(
+        replica, position.fetch_offset, position.durable_offset, position.high_watermark
+    )
     return position, leader
 
 
-def _error(position: FetchPosition, code: str, epoch: int,
-           leader: TabletLeader | None = None) -> TabletFetchResult:
+def _error(
+    position: FetchPosition, code: str, epoch: int, leader: TabletLeader | None = None
+) -> TabletFetchResult:
     tablet_log = leader.log if leader is not None else None
     return TabletFetchResult(
-        log=position.log, tablet=position.tablet, error=code, leader_epoch=epoch,
+        log=position.log,
+        tablet=position.tablet,
+        error=code,
+        leader_epoch=epoch,
         high_watermark=tablet_log.high_watermark if tablet_log else 0,
         start_offset=tablet_log.start_offset if tablet_log else 0,
         end_offset=tablet_log.end_offset if tablet_log else 0,
     )
 
 
-def _read_for(position: FetchPosition, leader: TabletLeader, max_bytes: int,
-              on_corruption: Callable[[TabletId, CorruptSegment], None]) -> TabletFetchResult:
+def _read_for(
+    position: FetchPosition,
+    leader: TabletLeader,
+    max_bytes: int,
+    on_corruption: Callable[[TabletId, CorruptSegment], None],
+) -> TabletFetchResult:
     tablet_log = leader.log
     if leader.closed:
         return _error(position, NOT_LEADER, leader.leader_epoch)
     data = b""
     if position.fetch_offset < tablet_log.end_offset:
         try:
-            result = tablet_log.read(position.fetch_offset, max_bytes,
-                                     max_offset=tablet_log.end_offset)
+            result = tablet_log.read(
+                position.fetch_offset, max_bytes, max_offset=tablet_log.end_offset
+            )
         except CorruptSegment as exc:
             on_corruption(leader.tablet, exc)
             return _error(position, STORAGE_ERROR, leader.leader_epoch, leader)
         data = result.read_bytes() if not result.is_empty else b""
     return TabletFetchResult(
-        log=position.log, tablet=position.tablet, error=None,
-        leader_epoch=leader.leader_epoch, high_watermark=tablet_log.high_watermark,
-        start_offset=tablet_log.start_offset, end_offset=tablet_log.end_offset, data=data,
+        log=position.log,
+        tablet=position.tablet,
+        error=None,
+        leader_epoch=leader.leader_epoch,
+        high_watermark=tablet_log.high_watermark,
+        start_offset=tablet_log.start_offset,
+        end_offset=tablet_log.end_offset,
+        data=data,
     )

@@ -63,35 +63,59 @@ class NodeServer:
         raise_nofile_limit()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.incarnation = _next_incarnation(self.data_dir / INCARNATION_FILE)
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
-                                         enable_cleanup_closed=True)
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, keepalive_timeout=30, enable_cleanup_closed=True
+        )
         session = aiohttp.ClientSession(connector=connector)
-        store = MetadataStore(self.config, self.spec.id, self.data_dir / "raft",
-                              asyncio.get_running_loop())
+        store = MetadataStore(
+            self.config, self.spec.id, self.data_dir / "raft", asyncio.get_running_loop()
+        )
         controller_client = ControllerClient(session, self.config.secret)
         peer = PeerClient(session, self.config.secret)
         logs = LogManager(self.data_dir / "tablets", FileCache())
         replicas = ReplicaManager(
-            self.spec.id, self.incarnation, self.config, logs, peer,
-            report_unreachable=self._report_unreachable, hand_off=self._hand_off,
+            self.spec.id,
+            self.incarnation,
+            self.config,
+            logs,
+            peer,
+            report_unreachable=self._report_unreachable,
+            hand_off=self._hand_off,
         )
         controller = Controller(store, self.spec.id, self.config, controller_client)
         self.ctx = ctx = NodeContext(
-            config=self.config, spec=self.spec, incarnation=self.incarnation, store=store,
-            replicas=replicas, controller=controller, controller_client=controller_client,
-            peer=peer, session=session, metrics=NodeMetrics(),
+            config=self.config,
+            spec=self.spec,
+            incarnation=self.incarnation,
+            store=store,
+            replicas=replicas,
+            controller=controller,
+            controller_client=controller_client,
+            peer=peer,
+            session=session,
+            metrics=NodeMetrics(),
         )
         store.subscribe(lambda view: replicas.on_view(view, complete=store.ready))
-        heartbeater = Heartbeater(store, self.spec.id, self.incarnation, self.spec.api_address,
-                                  self.config, controller_client)
-        isr = IsrMaintainer(replicas, self._alter_isr,
-                            self.config.tuning.replica_lag_max_ms / 1000)
+        heartbeater = Heartbeater(
+            store,
+            self.spec.id,
+            self.incarnation,
+            self.spec.api_address,
+            self.config,
+            controller_client,
+        )
+        isr = IsrMaintainer(replicas, self._alter_isr, self.config.tuning.replica_lag_max_ms / 1000)
         # Long polls and replication streams would hold a graceful stop for the default 60 s.
-        self._runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False,
-                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        self._runner = web.AppRunner(
+            build_app(ctx),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.spec.bind_host, self.spec.api_port,
-                           reuse_address=True, backlog=1024)
+        site = web.TCPSite(
+            self._runner, self.spec.bind_host, self.spec.api_port, reuse_address=True, backlog=1024
+        )
         await site.start()
         for name, coro in (
             ("controller", controller.run()),
@@ -102,9 +126,15 @@ class NodeServer:
             ("ready-view", self._apply_view_when_ready(store, replicas)),
         ):
             self._tasks.append(asyncio.create_task(self._supervise(name, coro), name=name))
-        log.info("node %s (incarnation %d) serving http://%s:%d, raft on %s:%d",
-                 self.spec.id, self.incarnation, self.spec.bind_host, self.spec.api_port,
-                 self.spec.bind_host, self.spec.raft_port)
+        log.info(
+            "node %s (incarnation %d) serving http://%s:%d, raft on %s:%d",
+            self.spec.id,
+            self.incarnation,
+            self.spec.bind_host,
+            self.spec.api_port,
+            self.spec.bind_host,
+            self.spec.raft_port,
+        )
 
     async def _apply_view_when_ready(self, store: MetadataStore, replicas: ReplicaManager) -> None:
         """Once the map is complete, reconcile again so stale local replicas get deleted."""

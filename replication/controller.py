@@ -70,8 +70,7 @@ class Controller(ControllerCore):
         """One round of :meth:`run` (exposed for tests)."""
         if not self.store.is_raft_leader():
             if self._term is not None:
-                log.info("node %s is no longer the controller (term %d)", self.node_id,
-                         self._term)
+                log.info("node %s is no longer the controller (term %d)", self.node_id, self._term)
                 self._deactivate()
             return
         if not self.is_active:
@@ -81,8 +80,9 @@ class Controller(ControllerCore):
 
     async def _claim(self, term: int) -> None:
         async with self._lock:
-            result = await self.store.propose(model.claim_controller(self.node_id, term),
-                                              COMMAND_TIMEOUT_S)
+            result = await self.store.propose(
+                model.claim_controller(self.node_id, term), COMMAND_TIMEOUT_S
+            )
             if not result["ok"]:
                 log.warning("controller claim for term %d rejected: %s", term, result)
                 return
@@ -109,14 +109,17 @@ class Controller(ControllerCore):
         view = await self._settled_view()
         try:
             assignments = place_replicas(
-                view.live_nodes(), list(view.nodes),
+                view.live_nodes(),
+                list(view.nodes),
                 [t.replicas for t in view.tablets.values()],
-                settings.tablets, settings.replication_factor,
+                settings.tablets,
+                settings.replication_factor,
             )
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         result, _ = await self._command(
-            model.create_log(term, name, settings.to_dict(), assignments))
+            model.create_log(term, name, settings.to_dict(), assignments)
+        )
         if not result["ok"]:
             raise error_for_rejection(result)
         return list(self.store.view.tablets_of(name))
@@ -131,8 +134,7 @@ class Controller(ControllerCore):
         if remaining_s <= 0 or all(n.alive for n in view.nodes.values()):
             return view
         with contextlib.suppress(TimeoutError):
-            await self.store.wait_for(lambda v: all(n.alive for n in v.nodes.values()),
-                                      remaining_s)
+            await self.store.wait_for(lambda v: all(n.alive for n in v.nodes.values()), remaining_s)
         self._require_active()
         return self.store.view
 
@@ -145,7 +147,12 @@ class Controller(ControllerCore):
             raise error_for_rejection(result)
 
     async def alter_isr(
-        self, log_name: str, tablet: int, leader: str, leader_epoch: int, version: int,
+        self,
+        log_name: str,
+        tablet: int,
+        leader: str,
+        leader_epoch: int,
+        version: int,
         isr: Sequence[str],
     ) -> TabletInfo:
         """Compare-and-set a tablet's ISR for its leader. The leader must not act on the new
@@ -156,8 +163,12 @@ class Controller(ControllerCore):
         current = self._tablet_or_raise(log_name, tablet)
         if result["ok"]:
             return current
-        done = (current.leader == leader and current.leader_epoch == leader_epoch
-                and set(current.isr) == set(isr) and current.version == version + 1)
+        done = (
+            current.leader == leader
+            and current.leader_epoch == leader_epoch
+            and set(current.isr) == set(isr)
+            and current.version == version + 1
+        )
         if retried and done:  # our earlier attempt applied it
             return current
         raise error_for_rejection(result)
@@ -168,7 +179,8 @@ class Controller(ControllerCore):
         """Move leadership to an alive ISR member (controlled shutdown, preferred leader)."""
         term = self._require_active()
         result, retried = await self._command(
-            model.elect_leader(term, log_name, tablet, leader_epoch, new_leader))
+            model.elect_leader(term, log_name, tablet, leader_epoch, new_leader)
+        )
         current = self._tablet_or_raise(log_name, tablet)
         if result["ok"]:
             return current
@@ -197,8 +209,9 @@ class Controller(ControllerCore):
             raise InvalidRequest(f"node {node!r} is not in the cluster config")
         known = self.store.view.nodes[node]
         if incarnation < known.incarnation:
-            raise CommandRejected("stale_incarnation",
-                                  f"{node} already runs incarnation {known.incarnation}")
+            raise CommandRejected(
+                "stale_incarnation", f"{node} already runs incarnation {known.incarnation}"
+            )
         self._liveness.heard_from(node, self._clock())
         current = known.alive and known.incarnation == incarnation and known.address == address
         if not current:
@@ -210,8 +223,13 @@ class Controller(ControllerCore):
         result, _ = await self._command(model.register_node(term, node, address, incarnation))
         if result["ok"]:
             self._liveness.registered(node, self._clock())
-            log.info("registered %s incarnation %d at %s (%d tablets re-elected)", node,
-                     incarnation, address, result.get("tablets_changed", 0))
+            log.info(
+                "registered %s incarnation %d at %s (%d tablets re-elected)",
+                node,
+                incarnation,
+                address,
+                result.get("tablets_changed", 0),
+            )
         else:
             log.info("registration of %s refused: %s", node, result)
 
@@ -232,8 +250,9 @@ class Controller(ControllerCore):
         view = self.store.view
         for node in self._liveness.expired(view, now):
             silent_s = self._liveness.silent_s(node.id, now)
-            await self._fence(node.id, node.incarnation,
-                              f"silent for {silent_s:.1f} s (session timeout)")
+            await self._fence(
+                node.id, node.incarnation, f"silent for {silent_s:.1f} s (session timeout)"
+            )
         for node_id in self._liveness.to_probe(view, now):
             self._spawn(f"probe:{node_id}", self._probe_and_fence(node_id, "late heartbeat"))
         tablet = self._liveness.rebalance_candidate(self.store.view, now)
@@ -242,11 +261,17 @@ class Controller(ControllerCore):
 
     async def _move_to_preferred(self, tablet: TabletInfo) -> None:
         term = self._require_active()
-        cmd = model.elect_leader(term, tablet.log, tablet.index, tablet.leader_epoch,
-                                 tablet.replicas[0])
+        cmd = model.elect_leader(
+            term, tablet.log, tablet.index, tablet.leader_epoch, tablet.replicas[0]
+        )
         result, _ = await self._command(cmd)
-        log.info("preferred leader %s for %s/%d: %s", tablet.replicas[0], tablet.log,
-                 tablet.index, "moved" if result["ok"] else result)
+        log.info(
+            "preferred leader %s for %s/%d: %s",
+            tablet.replicas[0],
+            tablet.log,
+            tablet.index,
+            "moved" if result["ok"] else result,
+        )
 
     async def _probe_and_fence(self, node: str, reason: str) -> bool:
         info = self.store.view.nodes.get(node)
@@ -264,6 +289,11 @@ class Controller(ControllerCore):
             log.info("fencing %s refused: %s", node, result)
             return False
         self._liveness.fenced(node)
-        log.warning("fenced %s (incarnation %d): %s; %d tablets changed", node, incarnation,
-                    reason, result.get("tablets_changed", 0))
+        log.warning(
+            "fenced %s (incarnation %d): %s; %d tablets changed",
+            node,
+            incarnation,
+            reason,
+            result.get("tablets_changed", 0),
+        )
         return True

@@ -102,12 +102,18 @@ class ControllerClient:
         self, session: aiohttp.ClientSession, secret: str, *, timeout_s: float = 10.0
     ) -> None:
         self._session = session
-        self._headers = {INTERNAL_TOKEN_HEADER: internal_token(secret),
-                         "Content-Type": "application/json"}
+        self._headers = {
+            INTERNAL_TOKEN_HEADER: internal_token(secret),
+            "Content-Type": "application/json",
+        }
         self._timeout_s = timeout_s
 
     async def heartbeat(
-        self, address: str, node: str, incarnation: int, api_address: str,
+        self,
+        address: str,
+        node: str,
+        incarnation: int,
+        api_address: str,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """Tell the controller ``node`` (this process: ``incarnation``) is alive."""
@@ -124,33 +130,49 @@ class ControllerClient:
         await self._post(address, "delete_log", {"name": name})
 
     async def alter_isr(
-        self, address: str, log: str, tablet: int, leader: str, leader_epoch: int, version: int,
+        self,
+        address: str,
+        log: str,
+        tablet: int,
+        leader: str,
+        leader_epoch: int,
+        version: int,
         isr: Sequence[str],
     ) -> TabletInfo:
         """Compare-and-set the ISR; raises StaleEpoch/StaleVersion when the CAS fails."""
-        body = {"log": log, "tablet": tablet, "leader": leader, "leader_epoch": leader_epoch,
-                "version": version, "isr": list(isr)}
+        body = {
+            "log": log,
+            "tablet": tablet,
+            "leader": leader,
+            "leader_epoch": leader_epoch,
+            "version": version,
+            "isr": list(isr),
+        }
         reply = await self._post(address, "alter_isr", body)
         return self._tablets(address, [reply.get("tablet")])[0]
 
     async def elect_leader(
         self, address: str, log: str, tablet: int, leader_epoch: int, new_leader: str
     ) -> TabletInfo:
-        body = {"log": log, "tablet": tablet, "leader_epoch": leader_epoch,
-                "new_leader": new_leader}
+        body = {
+            "log": log,
+            "tablet": tablet,
+            "leader_epoch": leader_epoch,
+            "new_leader": new_leader,
+        }
         reply = await self._post(address, "elect_leader", body)
         return self._tablets(address, [reply.get("tablet")])[0]
 
     async def report_unreachable(self, address: str, reporter: str, node: str) -> dict[str, Any]:
         """Tell the controller ``reporter`` could not connect to ``node``."""
-        return await self._post(address, "report_unreachable",
-                                {"reporter": reporter, "node": node})
+        return await self._post(address, "report_unreachable", {"reporter": reporter, "node": node})
 
     async def commit_offsets(
         self, address: str, group: str, offsets: Sequence[Sequence[Any]]
     ) -> None:
-        await self._post(address, "commit_offsets",
-                         {"group": group, "offsets": [list(o) for o in offsets]})
+        await self._post(
+            address, "commit_offsets", {"group": group, "offsets": [list(o) for o in offsets]}
+        )
 
     async def probe(self, address: str, timeout_s: float) -> bool:
         """True iff a connection to ``address`` is actively refused (nothing listens there).

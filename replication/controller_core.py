@@ -160,8 +160,9 @@ class ControllerCore:
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue
                 if not self._still_leader(term):
-                    raise MetadataTimeout("lost Raft leadership while applying a command; its "
-                                          "outcome is unknown")
+                    raise MetadataTimeout(
+                        "lost Raft leadership while applying a command; its outcome is unknown"
+                    )
                 return result, attempt > 0
         raise MetadataTimeout(f"metadata command {cmd['op']} did not complete; it may have")
 

@@ -50,6 +50,7 @@ def durable_offset(tablet_log: TabletLog) -> int:
         return tablet_log.flushed_offset
     return tablet_log.end_offset
 
+
 BACKOFF_S = 0.05
 FENCED_BACKOFF_S = 0.2
 
@@ -191,19 +192,28 @@ class LeaderFetcher:
         if pending:
             await asyncio.gather(*(self._reconcile(f) for f in pending))
         now = time.monotonic()
-        active = [f for f in self.tablets.values()
-                  if not f.needs_truncation and f.paused_until_s <= now]
+        active = [
+            f for f in self.tablets.values() if not f.needs_truncation and f.paused_until_s <= now
+        ]
         if not active:
             await self._idle(BACKOFF_S)
             return
         positions = []
         for f in active:
             f.acked_offset = durable_offset(f.log)
-            positions.append(FetchPosition(f.tablet.log, f.tablet.index, f.leader_epoch,
-                                           f.log.end_offset, f.acked_offset,
-                                           f.log.high_watermark))
-        await stream.send_fetch(FetchRequest(self.node_id, self._wait_ms, self._max_bytes,
-                                             tuple(positions)))
+            positions.append(
+                FetchPosition(
+                    f.tablet.log,
+                    f.tablet.index,
+                    f.leader_epoch,
+                    f.log.end_offset,
+                    f.acked_offset,
+                    f.log.high_watermark,
+                )
+            )
+        await stream.send_fetch(
+            FetchRequest(self.node_id, self._wait_ms, self._max_bytes, tuple(positions))
+        )
         results = await stream.receive_data(self._timeout_s + self._wait_ms / 1000)
         self.fetches += 1
         self._apply(active, results)
@@ -225,13 +235,19 @@ class LeaderFetcher:
                     followed.needs_truncation = True
                     continue
                 except CorruptBatch as exc:
-                    log.warning("corrupt bytes from %s for %s: %s; fetching again",
-                                self.leader_id, followed.tablet, exc)
+                    log.warning(
+                        "corrupt bytes from %s for %s: %s; fetching again",
+                        self.leader_id,
+                        followed.tablet,
+                        exc,
+                    )
                     continue
                 if followed.log.config.fsync == "always":  # else the next fetch acks it
                     followed.committer.on_durable(
-                        appended.end_offset, functools.partial(self._on_durable, followed),
-                        eager=True)
+                        appended.end_offset,
+                        functools.partial(self._on_durable, followed),
+                        eager=True,
+                    )
             self._advance_high_watermark(followed, result)
 
     def _on_durable(self, followed: FollowedTablet, error: StorageError | None) -> None:
@@ -276,8 +292,11 @@ class LeaderFetcher:
         now = time.monotonic()
         if result.error == OFFSET_OUT_OF_RANGE:
             if followed.log.end_offset < result.start_offset:
-                log.info("%s: behind the leader's start offset %d; restarting the replica there",
-                         followed.tablet, result.start_offset)
+                log.info(
+                    "%s: behind the leader's start offset %d; restarting the replica there",
+                    followed.tablet,
+                    result.start_offset,
+                )
                 followed.log.truncate_fully_and_start_at(result.start_offset)
             else:
                 followed.needs_truncation = True
@@ -295,8 +314,12 @@ class LeaderFetcher:
             followed.needs_truncation = False
             return
         epoch, leader_end = await self._peer.epoch_end(
-            self.address, followed.tablet.log, followed.tablet.index,
-            followed.leader_epoch, latest, self._timeout_s,
+            self.address,
+            followed.tablet.log,
+            followed.tablet.index,
+            followed.leader_epoch,
+            latest,
+            self._timeout_s,
         )
         if followed.removed:
             return
@@ -309,8 +332,14 @@ class LeaderFetcher:
             _, own_end = tablet_log.end_offset_for_epoch(epoch)
             target = min(leader_end, own_end if own_end >= 0 else tablet_log.start_offset)
         if target < tablet_log.end_offset:
-            log.info("%s: truncating divergent tail [%d, %d) (leader epoch %d ends at %d)",
-                     followed.tablet, target, tablet_log.end_offset, epoch, leader_end)
+            log.info(
+                "%s: truncating divergent tail [%d, %d) (leader epoch %d ends at %d)",
+                followed.tablet,
+                target,
+                tablet_log.end_offset,
+                epoch,
+                leader_end,
+            )
             tablet_log.truncate_to(target)
         followed.needs_truncation = False
 

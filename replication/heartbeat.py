@@ -72,7 +72,8 @@ class Heartbeater:
         address = node.address if node else self._config.node(target).api_address
         try:
             self.last_reply = await self._http.heartbeat(
-                address, self._node_id, self._incarnation, self._api_address, self._timeout_s)
+                address, self._node_id, self._incarnation, self._api_address, self._timeout_s
+            )
         except NotController as exc:
             self._hint = exc.controller if exc.controller != target else None
             self._failed = target

@@ -30,7 +30,10 @@ class IsrMaintainer:
     """Periodic ISR shrink/expand for every tablet this node leads."""
 
     def __init__(
-        self, replicas: ReplicaManager, alter_isr: AlterIsr, lag_max_s: float,
+        self,
+        replicas: ReplicaManager,
+        alter_isr: AlterIsr,
+        lag_max_s: float,
         interval_s: float = 0.1,
     ) -> None:
         self._replicas = replicas
@@ -59,21 +62,31 @@ class IsrMaintainer:
         caught_up = set(leader.caught_up_followers())
         if not lagging and not caught_up:
             return
-        isr = [r for r in leader.info.replicas
-               if (r in leader.isr and r not in lagging) or r in caught_up]
+        isr = [
+            r
+            for r in leader.info.replicas
+            if (r in leader.isr and r not in lagging) or r in caught_up
+        ]
         if leader.node_id not in isr:
             isr.insert(0, leader.node_id)
         task = asyncio.create_task(self._change(leader, tuple(isr), caught_up, lagging))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _change(self, leader: TabletLeader, isr: tuple[str, ...], added: set[str],
-                      removed: set[str]) -> None:
+    async def _change(
+        self, leader: TabletLeader, isr: tuple[str, ...], added: set[str], removed: set[str]
+    ) -> None:
         leader.alter_isr_in_flight = True
         leader.pending_isr_additions |= added
         self.changes_requested += 1
-        log.info("%s: ISR %s -> %s (lagging %s, caught up %s)", leader.tablet, leader.isr, isr,
-                 sorted(removed), sorted(added))
+        log.info(
+            "%s: ISR %s -> %s (lagging %s, caught up %s)",
+            leader.tablet,
+            leader.isr,
+            isr,
+            sorted(removed),
+            sorted(added),
+        )
         confirmed = False
         try:
             info = await self._alter_isr(leader, isr)

@@ -158,7 +158,8 @@ class TabletLeader:
             # Written, but on fewer replicas than promised: unknown, not "not written".
             raise ReplicationTimeout(
                 "the in-sync set shrank below min_insync_replicas while the write waited; "
-                "it may or may not be kept")
+                "it may or may not be kept"
+            )
 
     async def _wait_high_watermark(self, end_offset: int) -> None:
         if self.log.high_watermark >= end_offset:
@@ -166,23 +167,28 @@ class TabletLeader:
         if self.closed:  # the write is in the log: whether it commits is up to the new leader
             raise ReplicationTimeout(
                 f"leadership of {self.tablet.log}/{self.tablet.index} changed before the write "
-                "was acknowledged; it may or may not have committed")
+                "was acknowledged; it may or may not have committed"
+            )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (end_offset, next(self._seq), _Waiter(end_offset, future)))
         await future
 
     # ------------------------------------------------------------------ replication
 
-    def on_fetch(self, replica: str, fetch_offset: int, durable_offset: int,
-                 follower_hw: int) -> None:
+    def on_fetch(
+        self, replica: str, fetch_offset: int, durable_offset: int, follower_hw: int
+    ) -> None:
         """Record a follower's position from a fetch at this epoch."""
         progress = self.followers.get(replica)
         if progress is None:
             return
         now = self._clock()
         leader_end = self.log.end_offset
-        if (progress.fetch_offset is not None and fetch_offset < progress.fetch_offset
-                and fetch_offset < self.log.high_watermark):
+        if (
+            progress.fetch_offset is not None
+            and fetch_offset < progress.fetch_offset
+            and fetch_offset < self.log.high_watermark
+        ):
             # The follower lost committed records (it truncated corrupt data, or restarted
             # without them): it must leave the ISR now, not after the lag timeout, so that it
             # cannot be elected before it has them again.

@@ -65,14 +65,21 @@ class LivenessTracker:
 
     def expired(self, view: ClusterView, now: float) -> list[NodeInfo]:
         """Alive nodes silent for longer than the session timeout: to be fenced."""
-        return [n for n in view.nodes.values()
-                if n.alive and self.silent_s(n.id, now) > self.session_timeout_s]
+        return [
+            n
+            for n in view.nodes.values()
+            if n.alive and self.silent_s(n.id, now) > self.session_timeout_s
+        ]
 
     def to_probe(self, view: ClusterView, now: float) -> list[str]:
         """Alive nodes whose heartbeat is late and that were not probed lately (marked now)."""
-        due = [n.id for n in view.nodes.values()
-               if n.alive and self.late_s < self.silent_s(n.id, now) <= self.session_timeout_s
-               and now - self._last_probe.get(n.id, float("-inf")) > self.late_s]
+        due = [
+            n.id
+            for n in view.nodes.values()
+            if n.alive
+            and self.late_s < self.silent_s(n.id, now) <= self.session_timeout_s
+            and now - self._last_probe.get(n.id, float("-inf")) > self.late_s
+        ]
         for node in due:
             self.probed(node, now)
         return due
@@ -92,9 +99,11 @@ class LivenessTracker:
         stable_s = self.rebalance_after_s
 
         def eligible(node: str) -> bool:
-            return (node in self._alive_since
-                    and now - self._alive_since[node] >= stable_s
-                    and self.silent_s(node, now) <= self.late_s)
+            return (
+                node in self._alive_since
+                and now - self._alive_since[node] >= stable_s
+                and self.silent_s(node, now) <= self.late_s
+            )
 
         tablets = sorted(view.tablets.values(), key=lambda t: (t.log, t.index))
         return preferred_leader_move(tablets, eligible)

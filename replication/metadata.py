@@ -75,10 +75,13 @@ class MetadataStore:
             model.initial_state(config.name, {n.id: n.api_address for n in config.nodes})
         )
         if backend is None:
-            def backend(on_view: Callable[[ClusterView], None],
-                        on_ready: Callable[[], None]) -> RaftBackend:
-                return RaftState(config, node_id, raft_dir, on_view, on_ready=on_ready,
-                                 **raft_options)
+
+            def backend(
+                on_view: Callable[[ClusterView], None], on_ready: Callable[[], None]
+            ) -> RaftBackend:
+                return RaftState(
+                    config, node_id, raft_dir, on_view, on_ready=on_ready, **raft_options
+                )
 
         self._raft = backend(self._from_raft_thread, self._ready_from_raft_thread)
 
@@ -167,11 +170,13 @@ class MetadataStore:
             ) from None
         index = int(result.get("index", 0))
         try:
-            await self.wait_for(lambda v: v.applied_index >= index,
-                                max(deadline - time.monotonic(), 0.001))
+            await self.wait_for(
+                lambda v: v.applied_index >= index, max(deadline - time.monotonic(), 0.001)
+            )
         except TimeoutError:
-            raise MetadataTimeout(f"entry {index} was reported applied but is not in "
-                                  "this node's view") from None
+            raise MetadataTimeout(
+                f"entry {index} was reported applied but is not in this node's view"
+            ) from None
         return result
 
     # ------------------------------------------------------------------ plumbing

@@ -204,8 +204,12 @@ def to_view(state: State, applied_index: int = 0) -> ClusterView:
         tablets[TabletId(log, index)] = info
         by_log.setdefault(log, []).append(info)
     logs = {
-        name: LogInfo(name, MappingProxyType(dict(settings)), settings["tablets"],
-                      str(state["log_ids"].get(name, "")))
+        name: LogInfo(
+            name,
+            MappingProxyType(dict(settings)),
+            settings["tablets"],
+            str(state["log_ids"].get(name, "")),
+        )
         for name, settings in state["logs"].items()
     }
     return ClusterView(
@@ -260,12 +264,23 @@ def delete_log(term: int, name: str) -> dict[str, Any]:
 
 
 def alter_isr(
-    term: int, log: str, tablet: int, leader: str, leader_epoch: int, version: int,
+    term: int,
+    log: str,
+    tablet: int,
+    leader: str,
+    leader_epoch: int,
+    version: int,
     isr: Sequence[str],
 ) -> dict[str, Any]:
     return _cmd(
-        "alter_isr", term=term, log=log, tablet=tablet, leader=leader,
-        leader_epoch=leader_epoch, version=version, isr=list(isr),
+        "alter_isr",
+        term=term,
+        log=log,
+        tablet=tablet,
+        leader=leader,
+        leader_epoch=leader_epoch,
+        version=version,
+        isr=list(isr),
     )
 
 
@@ -273,7 +288,11 @@ def elect_leader(
     term: int, log: str, tablet: int, leader_epoch: int, new_leader: str
 ) -> dict[str, Any]:
     return _cmd(
-        "elect_leader", term=term, log=log, tablet=tablet, leader_epoch=leader_epoch,
+        "elect_leader",
+        term=term,
+        log=log,
+        tablet=tablet,
+        leader_epoch=leader_epoch,
         new_leader=new_leader,
     )
 

@@ -219,9 +219,11 @@ def create_log(state: State, cmd: dict[str, Any]) -> Result:
         if unknown:
             raise Rejected("unknown_node", f"no node {unknown[0]!r}")
     if name in state["logs"]:
-        current = [state["tablets"][(name, i)]["replicas"] for i in range(count)] if (
-            state["logs"][name] == settings
-        ) else None
+        current = (
+            [state["tablets"][(name, i)]["replicas"] for i in range(count)]
+            if (state["logs"][name] == settings)
+            else None
+        )
         if current == assignments:
             return {"ok": True, "created": False}
         raise Rejected("already_exists", f"log {name!r} already exists")

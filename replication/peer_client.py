@@ -60,8 +60,12 @@ class PeerClient:
         url = f"http://{address}{REPLICATE_PATH}"
         try:
             ws = await self._session.ws_connect(
-                url, headers=self._headers, compress=0, max_msg_size=MAX_MESSAGE_BYTES,
-                autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=timeout_s),
+                url,
+                headers=self._headers,
+                compress=0,
+                max_msg_size=MAX_MESSAGE_BYTES,
+                autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_close=timeout_s),
                 receive_timeout=None,
             )
         except aiohttp.WSServerHandshakeError as exc:
@@ -74,15 +78,24 @@ class PeerClient:
         return ReplicationStream(address, ws)
 
     async def epoch_end(
-        self, address: str, log: str, tablet: int, leader_epoch: int, requested_epoch: int,
+        self,
+        address: str,
+        log: str,
+        tablet: int,
+        leader_epoch: int,
+        requested_epoch: int,
         timeout_s: float,
     ) -> tuple[int, int]:
         """(largest epoch ≤ requested known to the leader, its exclusive end offset)."""
         reply = await self._post(
             address,
             EPOCH_END_PATH,
-            {"log": log, "tablet": tablet, "leader_epoch": leader_epoch,
-             "requested_epoch": requested_epoch},
+            {
+                "log": log,
+                "tablet": tablet,
+                "leader_epoch": leader_epoch,
+                "requested_epoch": requested_epoch,
+            },
             timeout_s,
         )
         if not isinstance(reply, dict):
@@ -90,7 +103,11 @@ class PeerClient:
         return int(reply["epoch"]), int(reply["end_offset"])
 
     async def _post(
-        self, address: str, path: str, payload: dict[str, Any], timeout_s: float,
+        self,
+        address: str,
+        path: str,
+        payload: dict[str, Any],
+        timeout_s: float,
     ) -> Any:
         url = f"http://{address}{path}"
         try:
@@ -108,8 +125,9 @@ class PeerClient:
             refused = isinstance(exc.os_error, ConnectionRefusedError)
             raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
         except TimeoutError:
-            raise PeerUnreachable(address, f"no answer within {timeout_s:.1f} s",
-                                  refused=False) from None
+            raise PeerUnreachable(
+                address, f"no answer within {timeout_s:.1f} s", refused=False
+            ) from None
         except (aiohttp.ClientError, ConnectionError) as exc:  # reset, disconnected, truncated
             raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
         except asyncio.CancelledError:
@@ -152,11 +170,13 @@ class ReplicationStream:
         try:
             message = await self._ws.receive(timeout=timeout_s)
         except TimeoutError:
-            raise PeerUnreachable(self.address, f"no answer within {timeout_s:.1f} s",
-                                  refused=False) from None
+            raise PeerUnreachable(
+                self.address, f"no answer within {timeout_s:.1f} s", refused=False
+            ) from None
         if message.type != aiohttp.WSMsgType.BINARY:
-            raise PeerUnreachable(self.address, f"replication stream ended ({message.type.name})",
-                                  refused=False)
+            raise PeerUnreachable(
+                self.address, f"replication stream ended ({message.type.name})", refused=False
+            )
         return decode_data(message.data)
 
     async def _send(self, message: bytes) -> None:
@@ -164,9 +184,9 @@ class ReplicationStream:
             try:
                 await self._ws.send_bytes(message)
             except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-                raise PeerUnreachable(self.address, f"replication stream broken: {exc!r}",
-                                      refused=False) from None
+                raise PeerUnreachable(
+                    self.address, f"replication stream broken: {exc!r}", refused=False
+                ) from None
 
     async def close(self) -> None:
         await self._ws.close()
-

@@ -140,9 +140,11 @@ def _position(raw: object) -> FetchPosition:
         raise ProtocolError("each tablet needs a log name")
     ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
     if len(ints) != 5 or min(ints[0], ints[2], ints[3], ints[4]) < 0 or ints[3] > ints[2]:
-        raise ProtocolError("tablet, leader_epoch, fetch_offset, durable_offset and "
-                            "high_watermark must be integers (tablet and offsets non-negative, "
-                            "durable_offset ≤ fetch_offset)")
+        raise ProtocolError(
+            "tablet, leader_epoch, fetch_offset, durable_offset and "
+            "high_watermark must be integers (tablet and offsets non-negative, "
+            "durable_offset ≤ fetch_offset)"
+        )
     return FetchPosition(log, ints[0], ints[1], ints[2], ints[3], ints[4])
 
 
@@ -161,8 +163,10 @@ def encode_fetch(request: FetchRequest) -> bytes:
 
 
 def encode_ack(replica: str, acks: Sequence[Ack]) -> bytes:
-    body = {"replica": replica,
-            "tablets": [[a.log, a.tablet, a.leader_epoch, a.durable_offset] for a in acks]}
+    body = {
+        "replica": replica,
+        "tablets": [[a.log, a.tablet, a.leader_epoch, a.durable_offset] for a in acks],
+    }
     return ACK + json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -181,8 +185,13 @@ def decode_follower_message(message: bytes) -> FetchRequest | tuple[str, list[Ac
         raise ProtocolError("an ack needs the replica's id")
     acks: list[Ack] = []
     for item in raw.get("tablets", []):
-        if (not isinstance(item, list) or len(item) != 4 or not isinstance(item[0], str)
-                or not all(_is_int(v) for v in item[1:]) or item[3] < 0):
+        if (
+            not isinstance(item, list)
+            or len(item) != 4
+            or not isinstance(item[0], str)
+            or not all(_is_int(v) for v in item[1:])
+            or item[3] < 0
+        ):
             raise ProtocolError("each ack is [log, tablet, leader_epoch, durable_offset]")
         acks.append(Ack(item[0], item[1], item[2], item[3]))
     return raw["replica"], acks
@@ -216,11 +225,10 @@ class TabletFetchResult:
 
 def encode_data(results: Sequence[TabletFetchResult]) -> bytes:
     """The ``D`` message answering a fetch."""
-    header = json.dumps(
-        {"tablets": [r.header() for r in results]}, separators=(",", ":")
-    ).encode()
-    return b"".join([DATA, _LEN.pack(len(header)), header,
-                     *(r.data for r in results if len(r.data))])
+    header = json.dumps({"tablets": [r.header() for r in results]}, separators=(",", ":")).encode()
+    return b"".join(
+        [DATA, _LEN.pack(len(header)), header, *(r.data for r in results if len(r.data))]
+    )
 
 
 def decode_data(message: bytes) -> list[TabletFetchResult]:

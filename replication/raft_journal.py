@@ -97,7 +97,9 @@ class DurableJournal:
     """
 
     def __init__(
-        self, path: str | Path, dump_path: str | Path | None = None,
+        self,
+        path: str | Path,
+        dump_path: str | Path | None = None,
         read_dump: DumpReader | None = None,
     ) -> None:
         self._path = Path(path)
@@ -125,8 +127,12 @@ class DurableJournal:
         for i in range(len(self._entries) - 1):
             if self._entries[i] == prev and self._entries[i + 1] == last:
                 if i > 0:
-                    log.info("Raft journal %s: finishing a compaction interrupted by a crash "
-                             "(dropping %d entries in the snapshot)", self._path, i)
+                    log.info(
+                        "Raft journal %s: finishing a compaction interrupted by a crash "
+                        "(dropping %d entries in the snapshot)",
+                        self._path,
+                        i,
+                    )
                     self.deleteEntriesTo(i)
                 return
 
@@ -153,8 +159,12 @@ class DurableJournal:
             raise RuntimeError(f"{self._path} is not a tabletlog Raft journal")
         entries, offsets, end = _parse(data)
         if end != len(data):
-            log.warning("Raft journal %s: cutting %d bytes of torn or corrupt tail after %d "
-                        "entries", self._path, len(data) - end, len(entries))
+            log.warning(
+                "Raft journal %s: cutting %d bytes of torn or corrupt tail after %d entries",
+                self._path,
+                len(data) - end,
+                len(entries),
+            )
             os.truncate(self._path, end)
             fsync_path(self._path)
         return entries, offsets, end
@@ -249,4 +259,3 @@ class DurableJournal:
         if self._dump_path is not None:
             fsync_path(self._dump_path)
             fsync_path(self._dump_path.parent)
-

@@ -200,9 +200,7 @@ class RaftState:
         if not raft_dir.is_dir():
             raft_dir.mkdir(parents=True)
             fsync_path(raft_dir.parent)  # a crash must not lose the directory of the journal
-        self._state = model.initial_state(
-            config.name, {n.id: n.api_address for n in config.nodes}
-        )
+        self._state = model.initial_state(config.name, {n.id: n.api_address for n in config.nodes})
         self.initial_view = model.to_view(self._state)
         self._on_view = on_view
         self._dirty = False

@@ -40,8 +40,12 @@ class ReplicaHealth:
 
     def taint(self, tablet: TabletId, *, end_offset: int) -> None:
         if tablet not in self._tainted:
-            log.error("%s: this replica lost committed records (its log now ends at %d); it "
-                      "will not lead until it has caught up with a leader", tablet, end_offset)
+            log.error(
+                "%s: this replica lost committed records (its log now ends at %d); it "
+                "will not lead until it has caught up with a leader",
+                tablet,
+                end_offset,
+            )
         self._tainted.add(tablet)
 
     def caught_up(self, tablet: TabletId) -> None:
@@ -75,12 +79,20 @@ class ReplicaHealth:
             return False
         self._handed_off[tablet] = info.leader_epoch
         if successor is None or self._hand_off is None:
-            log.error("%s: elected at epoch %d but this replica lost committed records and no "
-                      "other in-sync replica is alive: the tablet stays unavailable",
-                      tablet, info.leader_epoch)
+            log.error(
+                "%s: elected at epoch %d but this replica lost committed records and no "
+                "other in-sync replica is alive: the tablet stays unavailable",
+                tablet,
+                info.leader_epoch,
+            )
             return False
-        log.warning("%s: elected at epoch %d but this replica lost committed records; asking "
-                    "to hand leadership to %s", tablet, info.leader_epoch, successor)
+        log.warning(
+            "%s: elected at epoch %d but this replica lost committed records; asking "
+            "to hand leadership to %s",
+            tablet,
+            info.leader_epoch,
+            successor,
+        )
         task = asyncio.get_running_loop().create_task(self._request(info, successor))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -136,8 +136,11 @@ class ReplicaManager:
                 continue
             log_id = self._local_log_id(tablet)
             if log_id is not None and _seen_by(view, log_id):
-                log.info("%s: its log (id %s) is gone from the map; deleting the local replica",
-                         tablet, log_id)
+                log.info(
+                    "%s: its log (id %s) is gone from the map; deleting the local replica",
+                    tablet,
+                    log_id,
+                )
                 self.logs.delete_log(log_name, index)
 
     def _local_log_id(self, tablet: TabletId) -> str | None:
@@ -156,13 +159,15 @@ class ReplicaManager:
         self._claim_directory(tablet, log_id)
         repair = self.health.take_repair(tablet)
         try:
-            tablet_log = self.logs.open_log(tablet.log, tablet.index, storage_config,
-                                            truncate_corrupt=repair)
+            tablet_log = self.logs.open_log(
+                tablet.log, tablet.index, storage_config, truncate_corrupt=repair
+            )
         except CorruptSegment as exc:
             # Never serve corrupt bytes: cut the log before the damage; this replica then
             # re-fetches the rest from the leader (or stays out of the ISR until it has).
             log.error(  # noqa: TRY400 - the message says it all; no traceback wanted
-                "%s: %s; truncating before it and re-syncing from the leader", tablet, exc)
+                "%s: %s; truncating before it and re-syncing from the leader", tablet, exc
+            )
             self.corrupt_recoveries += 1
             tablet_log = self.logs.open_log(
                 tablet.log, tablet.index, storage_config, truncate_corrupt=True
@@ -182,8 +187,12 @@ class ReplicaManager:
             return
         info = self.view.tablet(tablet.log, tablet.index)
         if info is not None and not self.health.may_repair(tablet, info, self.view):
-            log.error("%s: %s; this replica leads and no other in-sync replica is alive: "
-                      "keeping it (the damaged range stays unreadable)", tablet, exc)
+            log.error(
+                "%s: %s; this replica leads and no other in-sync replica is alive: "
+                "keeping it (the damaged range stays unreadable)",
+                tablet,
+                exc,
+            )
             return
         log.error("%s: %s; truncating before it and re-syncing from the leader", tablet, exc)
         self.corrupt_recoveries += 1
@@ -205,10 +214,17 @@ class ReplicaManager:
             if found == log_id:
                 return
             if found is not None and _log_id_number(found) > _log_id_number(log_id):
-                raise StaleView(f"{tablet}: the local replica belongs to log id {found}, newer "
-                                f"than the map's {log_id}; waiting for the map to catch up")
-            log.warning("%s: local replica belongs to another creation of the log (%s, now %s);"
-                        " deleting it", tablet, found, log_id)
+                raise StaleView(
+                    f"{tablet}: the local replica belongs to log id {found}, newer "
+                    f"than the map's {log_id}; waiting for the map to catch up"
+                )
+            log.warning(
+                "%s: local replica belongs to another creation of the log (%s, now %s);"
+                " deleting it",
+                tablet,
+                found,
+                log_id,
+            )
             shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_checkpoint(marker, LOG_ID_FILE, [log_id])
@@ -228,8 +244,13 @@ class ReplicaManager:
                 return
             self._stop_leading(tablet)
             self.leaders[tablet] = TabletLeader(
-                tablet, self.node_id, replica.log, replica.committer, info,
-                replica.settings.min_insync_replicas, self._clock,
+                tablet,
+                self.node_id,
+                replica.log,
+                replica.committer,
+                info,
+                replica.settings.min_insync_replicas,
+                self._clock,
             )
             log.info("%s: leading at epoch %d (ISR %s)", tablet, info.leader_epoch, info.isr)
             return
@@ -241,13 +262,23 @@ class ReplicaManager:
         current_leader = self._following.get(tablet)
         fetcher = self.fetchers.get(current_leader) if current_leader else None
         followed = fetcher.tablets.get(tablet) if fetcher else None
-        if (current_leader == info.leader and followed is not None
-                and followed.leader_epoch == info.leader_epoch):
+        if (
+            current_leader == info.leader
+            and followed is not None
+            and followed.leader_epoch == info.leader_epoch
+        ):
             return
         self._stop_following(tablet)
         fetcher = self._fetcher_for(info.leader, leader_node.address)
-        fetcher.follow(FollowedTablet(tablet, replica.log, replica.committer, info.leader_epoch,
-                                      on_caught_up=self.health.caught_up))
+        fetcher.follow(
+            FollowedTablet(
+                tablet,
+                replica.log,
+                replica.committer,
+                info.leader_epoch,
+                on_caught_up=self.health.caught_up,
+            )
+        )
         self._following[tablet] = info.leader
 
     def _fetcher_for(self, leader_id: str, address: str) -> LeaderFetcher:
@@ -265,7 +296,10 @@ class ReplicaManager:
         if fetcher is None:
             tuning = self.config.tuning
             fetcher = LeaderFetcher(
-                self.node_id, leader_id, address, self.peer,
+                self.node_id,
+                leader_id,
+                address,
+                self.peer,
                 wait_ms=tuning.fetch_wait_max_ms,
                 request_timeout_s=tuning.request_timeout_ms / 1000,
                 report_unreachable=self._report_unreachable,

@@ -42,8 +42,12 @@ class Scrubber:
     """Verifies the bytes of every local replica, ``bytes_per_round`` every ``interval_s``."""
 
     def __init__(
-        self, replicas: ReplicaManager, *, bytes_per_round: int = 256 * 1024,
-        interval_s: float = 0.025, rescrub_after_s: float = 3600.0,
+        self,
+        replicas: ReplicaManager,
+        *,
+        bytes_per_round: int = 256 * 1024,
+        interval_s: float = 0.025,
+        rescrub_after_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._replicas = replicas
@@ -89,8 +93,9 @@ class Scrubber:
                 cursor.finished_s = now
                 return spent
             try:
-                result = tablet_log.read(cursor.offset, min(budget - spent, 1024 * 1024),
-                                         max_offset=end, from_disk=True)
+                result = tablet_log.read(
+                    cursor.offset, min(budget - spent, 1024 * 1024), max_offset=end, from_disk=True
+                )
             except OffsetOutOfRange:  # retention moved the start past the cursor
                 cursor.offset = tablet_log.start_offset
                 continue

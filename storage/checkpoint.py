@@ -22,8 +22,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.batch import crc32c
 from storage.layout import TMP_SUFFIX
+from wire.batch import crc32c
 
 log = logging.getLogger(__name__)
 

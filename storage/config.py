@@ -43,9 +43,11 @@ class LogConfig:
             raise ValueError("retention_ms must be positive or null")
         if self.retention_bytes is not None and self.retention_bytes <= 0:
             raise ValueError("retention_bytes must be positive or null")
-        if isinstance(self.fsync, bool) or (
-            isinstance(self.fsync, int) and self.fsync <= 0
-        ) or (isinstance(self.fsync, str) and self.fsync not in ("always", "never")):
+        if (
+            isinstance(self.fsync, bool)
+            or (isinstance(self.fsync, int) and self.fsync <= 0)
+            or (isinstance(self.fsync, str) and self.fsync not in ("always", "never"))
+        ):
             raise ValueError("fsync must be 'always', 'never' or a positive number of milliseconds")
         if self.index_interval_bytes <= 0:
             raise ValueError("index_interval_bytes must be positive")

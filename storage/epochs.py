@@ -115,7 +115,7 @@ class LeaderEpochCache:
         epoch, start = self._entries[i - 1]
         if i == 1 and start == start_offset:
             return False
-        self._entries[: i] = [(epoch, start_offset)]
+        self._entries[:i] = [(epoch, start_offset)]
         return self._persist_if(True)
 
     def clear(self) -> None:

@@ -5,31 +5,13 @@ Only ``node/http_errors.py`` maps these to HTTP; storage knows nothing of HTTP.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from wire.errors import CorruptBatch, TabletLogError
 
-
-class TabletLogError(Exception):
-    """Base for every error raised on purpose by tabletlog (storage, replication, node, client).
-
-    ``retriable`` tells a caller whether the same request may succeed later unchanged.
-    """
-
-    retriable: ClassVar[bool] = False
-    code: ClassVar[str] = "internal"
+__all__ = ["CorruptBatch", "TabletLogError"]  # re-exported: storage raises them too
 
 
 class StorageError(TabletLogError):
     """Base for storage errors."""
-
-
-class CorruptBatch(StorageError):
-    """Bytes that should hold a record batch fail a length or checksum check.
-
-    On the append path the request is rejected; in a segment it means the replica must re-sync
-    from the leader. Corrupt bytes are never served.
-    """
-
-    code = "corrupt_batch"
 
 
 class CorruptSegment(StorageError):
@@ -50,8 +32,7 @@ class OffsetOutOfRange(StorageError):
 
     def __init__(self, requested: int, start_offset: int, end_offset: int) -> None:
         super().__init__(
-            f"offset {requested} is out of range: valid offsets are "
-            f"[{start_offset}, {end_offset})"
+            f"offset {requested} is out of range: valid offsets are [{start_offset}, {end_offset})"
         )
         self.requested = requested
         self.start_offset = start_offset

@@ -49,12 +49,22 @@ class FlushTicket:
     """
 
     __slots__ = (
-        "_dir_fds", "_drops", "_file_fds", "end_offset", "fsync_count", "generation", "ran",
+        "_dir_fds",
+        "_drops",
+        "_file_fds",
+        "end_offset",
+        "fsync_count",
+        "generation",
+        "ran",
         "succeeded",
     )
 
     def __init__(
-        self, end_offset: int, generation: int, file_fds: list[int], dir_fds: list[int],
+        self,
+        end_offset: int,
+        generation: int,
+        file_fds: list[int],
+        dir_fds: list[int],
         drops: list[CacheDrop] | None = None,
     ) -> None:
         self.end_offset = end_offset

@@ -54,7 +54,10 @@ class GroupCommitter:
     the loop's default executor if None)."""
 
     def __init__(
-        self, log: TabletLog, *, executor: Executor | None = None,
+        self,
+        log: TabletLog,
+        *,
+        executor: Executor | None = None,
         inline_flush_bytes: int = INLINE_FLUSH_BYTES,
     ) -> None:
         self._log = log

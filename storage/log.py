@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from storage import layout
-from storage.batch import CRC_POS, BatchHeader, stamped_prefix, validate_batch
 from storage.checkpoint import fsync_directory, write_checkpoint
 from storage.config import LogConfig
 from storage.errors import (
@@ -45,6 +44,7 @@ from storage.recovery import CLEAN_KIND, marker_lines, recover
 from storage.results import AppendResult, ReadResult
 from storage.segments import BatchPlacement
 from storage.tail_cache import TailCacheBudget
+from wire.batch import CRC_POS, BatchHeader, stamped_prefix, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,14 @@ class TabletLog(LogBase):
 
     @classmethod
     def open(
-        cls, directory: Path, config: LogConfig, *, clock_ms: Callable[[], int] = wall_clock_ms,
-        files: FileCache | None = None, truncate_corrupt: bool = False, full_scan: bool = False,
+        cls,
+        directory: Path,
+        config: LogConfig,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        files: FileCache | None = None,
+        truncate_corrupt: bool = False,
+        full_scan: bool = False,
         tail_budget: TailCacheBudget | None = None,
     ) -> TabletLog:
         """Open (creating if missing) and recover the log in ``directory`` (see recovery.py).
@@ -82,10 +88,18 @@ class TabletLog(LogBase):
         """
         owns = files is None
         cache = files if files is not None else FileCache()
-        found = recover(directory, config, cache, truncate_corrupt=truncate_corrupt,
-                        full_scan=full_scan)
-        self = cls(directory, config, files=cache, owns_files=owns, clock_ms=clock_ms, found=found,
-                   tail_budget=tail_budget)
+        found = recover(
+            directory, config, cache, truncate_corrupt=truncate_corrupt, full_scan=full_scan
+        )
+        self = cls(
+            directory,
+            config,
+            files=cache,
+            owns_files=owns,
+            clock_ms=clock_ms,
+            found=found,
+            tail_budget=tail_budget,
+        )
         self.checkpoint()
         return self
 
@@ -155,13 +169,15 @@ class TabletLog(LogBase):
         for _pos, h in request:
             if h.leader_epoch >= 0 and h.leader_epoch != self._epochs.latest_epoch:
                 self._epochs.assign(h.leader_epoch, h.base_offset)
-        self._write_parts([
-            (h, _placement(h), (view[pos : pos + h.size],))
-            for pos, h in request
-        ])
+        self._write_parts([(h, _placement(h), (view[pos : pos + h.size],)) for pos, h in request])
         self._last_append_ms = max(self._last_append_ms, last.append_time_ms)
-        return AppendResult(first.base_offset, last.end_offset, last.append_time_ms,
-                            last.end_offset - first.base_offset, len(view))
+        return AppendResult(
+            first.base_offset,
+            last.end_offset,
+            last.append_time_ms,
+            last.end_offset - first.base_offset,
+            len(view),
+        )
 
     def _write_parts(self, parts: list[_Part]) -> None:
         """Write batches, one writev per segment, rolling between; update producer state."""
@@ -179,8 +195,9 @@ class TabletLog(LogBase):
         if not parts:
             return
         position = self._segments.active.size
-        self._segments.write([b for _h, _p, buffers in parts for b in buffers],
-                             [placed for _h, placed, _b in parts])
+        self._segments.write(
+            [b for _h, _p, buffers in parts for b in buffers], [placed for _h, placed, _b in parts]
+        )
         for h, (base, end, size, _time), buffers in parts:
             self._producers.update(h, base, end)
             self.stats.appended_bytes += size
@@ -188,15 +205,20 @@ class TabletLog(LogBase):
             position += size
 
     def _restart_at(self, base_offset: int) -> None:
-        log.info("%s: empty log restarts at offset %d (start stays %d)", self._directory,
-                 base_offset, self._start)
+        log.info(
+            "%s: empty log restarts at offset %d (start stays %d)",
+            self._directory,
+            base_offset,
+            self._start,
+        )
         self._segments.replace_all(base_offset)
         self._after_truncation(base_offset)
 
     # ------------------------------------------------------------------------- reads
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None, *,
-             from_disk: bool = False) -> ReadResult:
+    def read(
+        self, offset: int, max_bytes: int, max_offset: int | None = None, *, from_disk: bool = False
+    ) -> ReadResult:
         """Whole batches from the one holding ``offset``, all from one segment.
 
         At most ``max_bytes`` in total, except that one whole batch is returned even if it is
@@ -226,8 +248,15 @@ class TabletLog(LogBase):
         seg, piece = found
         self.stats.reads += 1
         self.stats.read_bytes += piece.size
-        return ReadResult(seg.path, piece.position, piece.size, piece.first_offset,
-                          piece.end_offset, piece.data, self._files)
+        return ReadResult(
+            seg.path,
+            piece.position,
+            piece.size,
+            piece.first_offset,
+            piece.end_offset,
+            piece.data,
+            self._files,
+        )
 
     def read_bytes(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
         """``read(...).read_bytes()``: the batches' bytes."""
@@ -291,11 +320,15 @@ class TabletLog(LogBase):
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            write_checkpoint(self._directory / layout.PRODUCER_STATE_FILE, PRODUCER_KIND,
-                             self._producers.snapshot_lines(self.end_offset))
+            write_checkpoint(
+                self._directory / layout.PRODUCER_STATE_FILE,
+                PRODUCER_KIND,
+                self._producers.snapshot_lines(self.end_offset),
+            )
             self.checkpoint()
-            write_checkpoint(self._directory / layout.CLEAN_SHUTDOWN_FILE, CLEAN_KIND,
-                             marker_lines(active))
+            write_checkpoint(
+                self._directory / layout.CLEAN_SHUTDOWN_FILE, CLEAN_KIND, marker_lines(active)
+            )
         finally:
             self._release()
 
@@ -321,7 +354,6 @@ class TabletLog(LogBase):
         self._segments.close()
         if self._owns_files:
             self._files.close()
-
 
 
 def _placement(h: BatchHeader) -> BatchPlacement:

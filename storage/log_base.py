@@ -32,8 +32,15 @@ class LogBase:
     """Offsets, checkpoints and segment maintenance of one log. Not thread-safe."""
 
     def __init__(
-        self, directory: Path, config: LogConfig, *, files: FileCache, owns_files: bool,
-        clock_ms: Callable[[], int], found: Recovered, tail_budget: TailCacheBudget | None = None,
+        self,
+        directory: Path,
+        config: LogConfig,
+        *,
+        files: FileCache,
+        owns_files: bool,
+        clock_ms: Callable[[], int],
+        found: Recovered,
+        tail_budget: TailCacheBudget | None = None,
     ) -> None:
         self._directory = directory
         self._config = config
@@ -173,8 +180,9 @@ class LogBase:
 
     def _save_start(self) -> None:
         if self._start != self._saved_start:
-            write_checkpoint(self._directory / layout.LOG_START_OFFSET_FILE, START_KIND,
-                             [str(self._start)])
+            write_checkpoint(
+                self._directory / layout.LOG_START_OFFSET_FILE, START_KIND, [str(self._start)]
+            )
             self._saved_start = self._start
 
     # ------------------------------------------------------------------------- segments
@@ -203,8 +211,12 @@ class LogBase:
         self._segments.roll()
         self._tail.clear()
         end = self.end_offset
-        write_checkpoint(self._directory / layout.PRODUCER_STATE_FILE, PRODUCER_KIND,
-                         self._producers.snapshot_lines(end), sync=False)
+        write_checkpoint(
+            self._directory / layout.PRODUCER_STATE_FILE,
+            PRODUCER_KIND,
+            self._producers.snapshot_lines(end),
+            sync=False,
+        )
         self._snapshot_offset = end
 
     # ------------------------------------------------------------------------- truncation

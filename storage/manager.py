@@ -45,7 +45,11 @@ class LogManager:
     """
 
     def __init__(
-        self, data_dir: Path, files: FileCache, *, clock_ms: Callable[[], int] = wall_clock_ms,
+        self,
+        data_dir: Path,
+        files: FileCache,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
         tail_cache_bytes: int = NODE_TAIL_CACHE_BYTES,
     ) -> None:
         self.data_dir = data_dir
@@ -73,8 +77,14 @@ class LogManager:
         if existing is not None and not existing.is_closed:
             return existing
         directory = self.directory_for(log_name, tablet)
-        opened = TabletLog.open(directory, config, clock_ms=self._clock_ms, files=self.files,
-                                truncate_corrupt=truncate_corrupt, tail_budget=self.tail_budget)
+        opened = TabletLog.open(
+            directory,
+            config,
+            clock_ms=self._clock_ms,
+            files=self.files,
+            truncate_corrupt=truncate_corrupt,
+            tail_budget=self.tail_budget,
+        )
         self._logs[key] = opened
         return opened
 

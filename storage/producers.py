@@ -33,10 +33,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.batch import NO_SEQUENCE, BatchHeader
 from storage.errors import DuplicateSequence, InvalidProducerEpoch, OutOfOrderSequence
+from wire.batch import NO_SEQUENCE, BatchHeader
+from wire.limits import MAX_BATCHES
 
-MAX_BATCHES = 5
 SEQUENCE_MODULUS = 1 << 31
 KIND = "producer-state"
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from storage.batch import BODY_POS, HEADER_SIZE, PREFIX_SIZE, BatchHeader, crc32c
 from storage.errors import CorruptBatch, CorruptSegment
 from storage.scan import WINDOW_BYTES, BatchWalk, PRead
 from storage.segment import Segment
+from wire.batch import BODY_POS, HEADER_SIZE, PREFIX_SIZE, BatchHeader, crc32c
 
 READ_WALK_WINDOW_BYTES = 8 * 1024
 
@@ -49,9 +49,7 @@ def walk_from(
     return walk, _checked(segment, walk, floor_offset)
 
 
-def _checked(
-    segment: Segment, walk: BatchWalk, expected: int
-) -> Iterator[tuple[int, BatchHeader]]:
+def _checked(segment: Segment, walk: BatchWalk, expected: int) -> Iterator[tuple[int, BatchHeader]]:
     first = True
     while True:
         try:
@@ -66,7 +64,8 @@ def _checked(
             if first:
                 raise IndexMismatch(f"{segment.path} index points at offset {h.base_offset}")
             raise CorruptSegment(
-                str(segment.path), position,
+                str(segment.path),
+                position,
                 f"batch at offset {h.base_offset} should start at {expected}",
             )
         first = False

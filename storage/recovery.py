@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage import layout
-from storage.batch import BatchHeader
 from storage.checkpoint import (
     fsync_directory,
     read_checkpoint,
@@ -53,6 +52,7 @@ from storage.reader import walk_from
 from storage.scan import PRead
 from storage.segment import Segment
 from storage.segment_check import SegmentDamaged, check_closed, recover_active
+from wire.batch import BatchHeader
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,11 @@ class Recovered:
 
 
 def recover(
-    directory: Path, config: LogConfig, files: FileCache, *, truncate_corrupt: bool,
+    directory: Path,
+    config: LogConfig,
+    files: FileCache,
+    *,
+    truncate_corrupt: bool,
     full_scan: bool,
 ) -> Recovered:
     """Load (creating if missing) and repair the log in ``directory``; see the module docstring.
@@ -98,7 +102,13 @@ def recover(
             _delete_segment_files(directory, bases.pop(0))
     stats = _Stats(full=full_scan or truncate_corrupt)
     segments = _load_segments(
-        directory, config, files, bases, empty_base=start_ckpt or 0, marker=marker, stats=stats,
+        directory,
+        config,
+        files,
+        bases,
+        empty_base=start_ckpt or 0,
+        marker=marker,
+        stats=stats,
         truncate_corrupt=truncate_corrupt,
     )
     start = max(start_ckpt if start_ckpt is not None else 0, segments[0].base_offset)
@@ -115,8 +125,17 @@ def recover(
     )
     _make_durable(directory, segments[-1], marker_existed=marker is not None, clean=stats.clean)
     return Recovered(
-        segments, start, hw, epochs, producers, stats.clean, stats.truncated, stats.rebuilds,
-        start_ckpt, hw_ckpt, snapshot_offset,
+        segments,
+        start,
+        hw,
+        epochs,
+        producers,
+        stats.clean,
+        stats.truncated,
+        stats.rebuilds,
+        start_ckpt,
+        hw_ckpt,
+        snapshot_offset,
     )
 
 
@@ -129,22 +148,29 @@ class _Stats:
 
 
 def _load_segments(
-    directory: Path, config: LogConfig, files: FileCache, bases: list[int], *, empty_base: int,
-    marker: tuple[int, int, int] | None, stats: _Stats, truncate_corrupt: bool,
+    directory: Path,
+    config: LogConfig,
+    files: FileCache,
+    bases: list[int],
+    *,
+    empty_base: int,
+    marker: tuple[int, int, int] | None,
+    stats: _Stats,
+    truncate_corrupt: bool,
 ) -> list[Segment]:
     segments = [Segment(directory, b) for b in bases] or [Segment(directory, empty_base)]
     interval = config.index_interval_bytes
     for i, seg in enumerate(segments[:-1]):
         try:
-            stats.rebuilds += check_closed(seg, files, segments[i + 1].base_offset, interval,
-                                           full=stats.full)
+            stats.rebuilds += check_closed(
+                seg, files, segments[i + 1].base_offset, interval, full=stats.full
+            )
             continue
         except SegmentDamaged as err:
             damage = err
         if not truncate_corrupt:
             raise CorruptSegment(str(seg.path), damage.position, damage.reason)
-        log.error("%s: truncating the log at byte %d: %s", seg.path, damage.position,
-                  damage.reason)
+        log.error("%s: truncating the log at byte %d: %s", seg.path, damage.position, damage.reason)
         for later in segments[i + 1 :]:
             _delete_segment_files(directory, later.base_offset)
         fsync_directory(directory)
@@ -218,7 +244,9 @@ def _load_producers(
 
 
 def replay_headers(
-    segments: list[Segment], files: FileCache, from_offset: int,
+    segments: list[Segment],
+    files: FileCache,
+    from_offset: int,
     visit: Callable[[BatchHeader], None],
 ) -> None:
     """Call ``visit(header)`` for every batch ending after ``from_offset``, in offset order."""
@@ -272,8 +300,10 @@ def _remove_leftovers(directory: Path) -> None:
             (directory / name).unlink(missing_ok=True)
     for name in names:
         stem, dot, suffix = name.partition(".")
-        if dot and f".{suffix}" in (layout.INDEX_SUFFIX, layout.TIME_INDEX_SUFFIX) and (
-            f"{stem}{layout.LOG_SUFFIX}" not in names
+        if (
+            dot
+            and f".{suffix}" in (layout.INDEX_SUFFIX, layout.TIME_INDEX_SUFFIX)
+            and (f"{stem}{layout.LOG_SUFFIX}" not in names)
         ):
             (directory / name).unlink(missing_ok=True)
 
@@ -281,4 +311,3 @@ def _remove_leftovers(directory: Path) -> None:
 def _delete_segment_files(directory: Path, base_offset: int) -> None:
     for path in layout.segment_files(directory, base_offset):
         path.unlink(missing_ok=True)
-

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from storage.batch import HEADER_SIZE, BatchHeader, parse_header, validate_batch
 from storage.errors import CorruptBatch
+from wire.batch import HEADER_SIZE, BatchHeader, parse_header, validate_batch
 
 PRead = Callable[[int, int], bytes]
 """``pread(size, position) -> bytes`` of one file; shorter only at end of file."""

@@ -81,7 +81,13 @@ class Segment:
         return segment_path(self.path.parent, self.base_offset, TIME_INDEX_SUFFIX)
 
     def note_batch(
-        self, position: int, base_offset: int, end_offset: int, *, size: int, time_ms: int,
+        self,
+        position: int,
+        base_offset: int,
+        end_offset: int,
+        *,
+        size: int,
+        time_ms: int,
         interval_bytes: int,
     ) -> None:
         """Account for the batch [base_offset, end_offset) written at ``position``.

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 
-from storage.batch import HEADER_SIZE, PREFIX_SIZE, crc32c, parse_header
 from storage.errors import CorruptBatch
 from storage.files import FileCache
 from storage.index import OffsetIndex, TimeIndex
 from storage.scan import BatchWalk, PRead
 from storage.segment import Segment
+from wire.batch import HEADER_SIZE, PREFIX_SIZE, crc32c, parse_header
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,11 @@ def _rebuild(segment: Segment, pread: PRead, size: int, interval_bytes: int) -> 
                 position, f"batch at offset {h.base_offset} should start at {segment.end_offset}"
             )
         segment.note_batch(
-            position, h.base_offset, h.end_offset, size=h.size, time_ms=h.append_time_ms,
+            position,
+            h.base_offset,
+            h.end_offset,
+            size=h.size,
+            time_ms=h.append_time_ms,
             interval_bytes=interval_bytes,
         )
 
@@ -150,7 +154,9 @@ def recover_active(segment: Segment, files: FileCache, interval_bytes: int) -> i
     except SegmentDamaged as damage:
         log.warning(
             "%s: cutting %d bytes of torn or corrupt tail %s",
-            segment.path, size - damage.position, damage,
+            segment.path,
+            size - damage.position,
+            damage,
         )
         files.evict(segment.path)
         fd = os.open(segment.path, os.O_RDWR | os.O_CLOEXEC)

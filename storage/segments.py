@@ -55,7 +55,11 @@ class SegmentSet:
     """Segments of one log, oldest first; never empty; the last one has the write fd open."""
 
     def __init__(
-        self, directory: Path, config: LogConfig, files: FileCache, segments: list[Segment],
+        self,
+        directory: Path,
+        config: LogConfig,
+        files: FileCache,
+        segments: list[Segment],
         stats: LogStats,
     ) -> None:
         assert segments and segments[-1].fd is not None
@@ -102,9 +106,12 @@ class SegmentSet:
         """
         seg = self.segment_for(offset)
         pread = self.pread_of(seg)
-        found = self._with_index(seg, lambda: read_slice(
-            seg, pread, offset, max_bytes, limit, verify=self.config.verify_reads
-        ))
+        found = self._with_index(
+            seg,
+            lambda: read_slice(
+                seg, pread, offset, max_bytes, limit, verify=self.config.verify_reads
+            ),
+        )
         return None if found is None else (seg, found)
 
     def find_time(self, time_ms: int, start_offset: int) -> int | None:
@@ -153,8 +160,9 @@ class SegmentSet:
         except IndexMismatch as err:
             log.warning("%s: index does not match the log (%s); rebuilding it", seg.path, err)
         try:
-            check_closed(seg, self.files, seg.end_offset, self.config.index_interval_bytes,
-                         full=True)
+            check_closed(
+                seg, self.files, seg.end_offset, self.config.index_interval_bytes, full=True
+            )
         except SegmentDamaged as damage:
             raise CorruptSegment(str(seg.path), damage.position, damage.reason) from None
         self.stats.index_rebuilds += 1

@@ -79,8 +79,14 @@ class TailCache:
         self._entries: deque[_Entry] = deque()
         self._bytes = 0
 
-    def add(self, base_offset: int, end_offset: int, position: int, size: int,
-            pieces: Sequence[bytes | memoryview]) -> None:
+    def add(
+        self,
+        base_offset: int,
+        end_offset: int,
+        position: int,
+        size: int,
+        pieces: Sequence[bytes | memoryview],
+    ) -> None:
         """Record a batch just written at ``position`` of the active segment."""
         if not self._max_bytes:
             return

@@ -6,8 +6,9 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-soak", action="store_true", default=False,
-                     help="run the long soak tests (make soak)")
+    parser.addoption(
+        "--run-soak", action="store_true", default=False, help="run the long soak tests (make soak)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

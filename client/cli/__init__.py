@@ -35,7 +35,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="tabletlog",
         description="tabletlog: a replicated distributed log. Run a local cluster with "
-                    "'tabletlog dev up', then create logs, produce and consume.",
+        "'tabletlog dev up', then create logs, produce and consume.",
     )
     add_client_options(parser, top_level=True)
     # subparsers are of the parent's class (Parser) at run time: one-line errors everywhere

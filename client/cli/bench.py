@@ -30,26 +30,46 @@ from client.cli.common import (
 )
 from client.errors import AlreadyExists, NotFound
 from client.producer import ProducerStats
-from storage.batch import HEADER_SIZE, MAX_BATCH_BYTES
+from wire.batch import HEADER_SIZE, MAX_BATCH_BYTES
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = commands.add_parser(
-        "bench", help="measure produce throughput and latency",
+        "bench",
+        help="measure produce throughput and latency",
         description="Produce records with the Python client's Producer and report "
-                    "throughput and batch latency.",
+        "throughput and batch latency.",
     )
     bench.add_argument("--records", type=positive_int, default=100_000, metavar="N")
-    bench.add_argument("--size", type=positive_int, default=100, metavar="BYTES",
-                       help="value size of each record (default 100)")
-    bench.add_argument("--batch", type=positive_int, default=1000, metavar="N",
-                       help="records per batch at most (default 1000)")
+    bench.add_argument(
+        "--size",
+        type=positive_int,
+        default=100,
+        metavar="BYTES",
+        help="value size of each record (default 100)",
+    )
+    bench.add_argument(
+        "--batch",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="records per batch at most (default 1000)",
+    )
     bench.add_argument("--acks", choices=("all", "1", "0"), default="all")
-    bench.add_argument("--log", default="bench", metavar="NAME",
-                       help="log to write to; created if missing (default bench)")
+    bench.add_argument(
+        "--log",
+        default="bench",
+        metavar="NAME",
+        help="log to write to; created if missing (default bench)",
+    )
     bench.add_argument("--linger-ms", type=float, default=5.0, metavar="MS")
-    bench.add_argument("--delivery-timeout", type=positive_float, default=60.0,
-                       metavar="SECONDS", help="give up on a batch after this long (default 60)")
+    bench.add_argument(
+        "--delivery-timeout",
+        type=positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up on a batch after this long (default 60)",
+    )
     add_client_options(bench, top_level=False)
     add_json_option(bench)
     bench.set_defaults(handler=run_bench)
@@ -97,14 +117,22 @@ async def run_bench(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
         await _ensure_log(client, args.log)
         producer = client.producer(
-            args.log, acks=args.acks, linger_ms=args.linger_ms,
-            max_batch_bytes=batch_bytes, max_batch_records=args.batch,
+            args.log,
+            acks=args.acks,
+            linger_ms=args.linger_ms,
+            max_batch_bytes=batch_bytes,
+            max_batch_records=args.batch,
             delivery_timeout_s=args.delivery_timeout,
         )
         stats = producer.stats  # progress and failures from the counters: no work per record
         progress = Progress(
-            TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=stdout_console(), transient=True, disable=args.json,
+            TextColumn("producing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stdout_console(),
+            transient=True,
+            disable=args.json,
         )
         started = time.perf_counter()
         with progress:

@@ -44,28 +44,46 @@ _COMMIT_INTERVAL_S = 1.0
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     consume = commands.add_parser(
-        "consume", help="print records of a log",
+        "consume",
+        help="print records of a log",
         description="Print the records of LOG (all tablets unless --tablet), one per line.",
     )
     consume.add_argument("log", metavar="LOG")
-    consume.add_argument("--tablet", type=non_negative_int, metavar="N",
-                         help="read only tablet N (default: every tablet)")
     consume.add_argument(
-        "--from", dest="start", default="earliest", metavar="WHERE",
-        help="earliest (default), latest, an OFFSET, a time (ISO 8601, e.g. "
-             "2024-05-01T12:00:00Z, or milliseconds as 1714564800000ms) or a relative "
-             "time such as -10m",
+        "--tablet",
+        type=non_negative_int,
+        metavar="N",
+        help="read only tablet N (default: every tablet)",
     )
-    consume.add_argument("-f", "--follow", action="store_true",
-                         help="keep waiting for new records until Ctrl-C")
-    consume.add_argument("--max", type=positive_int, metavar="N",
-                         help="stop after N records")
-    consume.add_argument("--group", metavar="G",
-                         help="resume from and commit to consumer group G's offsets")
-    consume.add_argument("--wait-ms", type=non_negative_int, default=1000, metavar="MS",
-                         help="long-poll time of each fetch when following (default 1000)")
-    consume.add_argument("-v", "--verbose", action="store_true",
-                         help="prefix each value with tablet, offset, time and key")
+    consume.add_argument(
+        "--from",
+        dest="start",
+        default="earliest",
+        metavar="WHERE",
+        help="earliest (default), latest, an OFFSET, a time (ISO 8601, e.g. "
+        "2024-05-01T12:00:00Z, or milliseconds as 1714564800000ms) or a relative "
+        "time such as -10m",
+    )
+    consume.add_argument(
+        "-f", "--follow", action="store_true", help="keep waiting for new records until Ctrl-C"
+    )
+    consume.add_argument("--max", type=positive_int, metavar="N", help="stop after N records")
+    consume.add_argument(
+        "--group", metavar="G", help="resume from and commit to consumer group G's offsets"
+    )
+    consume.add_argument(
+        "--wait-ms",
+        type=non_negative_int,
+        default=1000,
+        metavar="MS",
+        help="long-poll time of each fetch when following (default 1000)",
+    )
+    consume.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="prefix each value with tablet, offset, time and key",
+    )
     add_client_options(consume, top_level=False)
     add_json_option(consume)
     consume.set_defaults(handler=run_consume)
@@ -97,8 +115,11 @@ def parse_from(text: str, now_ms: int | None = None) -> Start:
 def format_record(tablet: int, record: Record, *, as_json: bool, verbose: bool) -> str:
     """One output line for ``record`` (without the newline)."""
     if as_json:
-        out: dict[str, Any] = {"tablet": tablet, "offset": record.offset,
-                               "timestamp": record.timestamp}
+        out: dict[str, Any] = {
+            "tablet": tablet,
+            "offset": record.offset,
+            "timestamp": record.timestamp,
+        }
         out.update(json_bytes_fields("key", record.key))
         out.update(json_bytes_fields("value", record.value))
         return json.dumps(out, separators=(",", ":"))
@@ -163,13 +184,16 @@ async def _consume(
     committer = asyncio.create_task(_commit_periodically(client, session)) if args.group else None
     stopper = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait([printer, stopper, *readers],
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [printer, stopper, *readers], return_when=asyncio.FIRST_COMPLETED
+        )
         while not (printer in done or stopper in done):
             for task in done:
                 task.result()  # a reader failed: raise its error
-            done, _ = await asyncio.wait([printer, stopper, *[r for r in readers if not r.done()]],
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [printer, stopper, *[r for r in readers if not r.done()]],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         if printer in done:
             printer.result()
     finally:
@@ -182,12 +206,14 @@ async def _consume(
             await _commit(client, session)
 
 
-async def _read_tablet(
-    client: AsyncClient, session: _Session, tablet: int, start: Start
-) -> None:
+async def _read_tablet(client: AsyncClient, session: _Session, tablet: int, start: Start) -> None:
     args = session.args
     consumer = client.consume(
-        args.log, tablet, start, wait_ms=args.wait_ms, stop_at_end=not args.follow,
+        args.log,
+        tablet,
+        start,
+        wait_ms=args.wait_ms,
+        stop_at_end=not args.follow,
         retry_timeout_s=None if args.follow else max(client.timeout_s, 5.0),
     )
     async for record in consumer:
@@ -224,7 +250,5 @@ async def _commit(client: AsyncClient, session: _Session) -> None:
     changed = {t: o for t, o in session.positions.items() if session.committed.get(t) != o}
     if not changed:
         return
-    await client.commit(session.args.group,
-                        {(session.args.log, t): o for t, o in changed.items()})
+    await client.commit(session.args.group, {(session.args.log, t): o for t, o in changed.items()})
     session.committed.update(changed)
-

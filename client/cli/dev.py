@@ -52,26 +52,46 @@ _REFRESH_S = 1.0
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev = commands.add_parser(
-        "dev", help="run a local cluster for development",
+        "dev",
+        help="run a local cluster for development",
         description="Run a local multi-node cluster as child processes.",
     )
     actions = dev.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
     up = actions.add_parser(
-        "up", help="start a local cluster and show its status until Ctrl-C",
+        "up",
+        help="start a local cluster and show its status until Ctrl-C",
         description="Start the nodes, wait until they are ready, print the endpoints and show "
-                    "a live status table; Ctrl-C stops every node.",
+        "a live status table; Ctrl-C stops every node.",
     )
-    up.add_argument("--nodes", type=positive_int, default=None, metavar="N",
-                    help="number of nodes (default 3)")
-    up.add_argument("--config", type=Path, default=None, metavar="CONFIG",
-                    help=f"cluster config (default {DEFAULT_CONFIG} for 3 nodes)")
-    up.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                    help="node data and logs go under DIR/<node> and DIR/<node>.log "
-                         "(default ./data)")
-    up.add_argument("--ready-timeout", type=positive_float, default=60.0, metavar="SECONDS",
-                    help="how long to wait for every node to be ready (default 60)")
-    up.add_argument("--no-live", action="store_true",
-                    help="print the endpoints, then wait quietly (default when not a terminal)")
+    up.add_argument(
+        "--nodes", type=positive_int, default=None, metavar="N", help="number of nodes (default 3)"
+    )
+    up.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="CONFIG",
+        help=f"cluster config (default {DEFAULT_CONFIG} for 3 nodes)",
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        metavar="DIR",
+        help="node data and logs go under DIR/<node> and DIR/<node>.log (default ./data)",
+    )
+    up.add_argument(
+        "--ready-timeout",
+        type=positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for every node to be ready (default 60)",
+    )
+    up.add_argument(
+        "--no-live",
+        action="store_true",
+        help="print the endpoints, then wait quietly (default when not a terminal)",
+    )
     up.set_defaults(handler=run_up)
 
 
@@ -106,8 +126,10 @@ async def run_up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        console.print(f"starting {len(cluster.node_ids)} nodes from {config} "
-                      f"(logs in {args.data_dir}/<node>.log)")
+        console.print(
+            f"starting {len(cluster.node_ids)} nodes from {config} "
+            f"(logs in {args.data_dir}/<node>.log)"
+        )
         cluster.start()
         if not await _wait_ready(cluster, args.ready_timeout, stop):
             return EXIT_OK  # interrupted while starting
@@ -155,12 +177,15 @@ def _print_endpoints(cluster: LocalCluster) -> None:
     table.add_column("pid", justify="right")
     table.add_column("log")
     for node_id, address in cluster.addresses.items():
-        table.add_row(node_id, f"http://{address}", str(cluster.pid(node_id)),
-                      str(cluster.log_path(node_id)))
+        table.add_row(
+            node_id, f"http://{address}", str(cluster.pid(node_id)), str(cluster.log_path(node_id))
+        )
     console.print(table)
     console.print(f"export {BOOTSTRAP_ENV}={cluster.bootstrap}")
-    console.print("try: tabletlog log create events && echo hello | tabletlog produce events "
-                  "&& tabletlog consume events")
+    console.print(
+        "try: tabletlog log create events && echo hello | tabletlog produce events "
+        "&& tabletlog consume events"
+    )
 
 
 async def _watch(cluster: LocalCluster, stop: asyncio.Event, *, live: bool) -> None:
@@ -173,13 +198,19 @@ async def _watch(cluster: LocalCluster, stop: asyncio.Event, *, live: bool) -> N
                     code = cluster.exit_code(node_id)
                     if code is not None and node_id not in reported:
                         reported.add(node_id)
-                        print_error(f"node {node_id} exited with status {code}; "
-                                    f"see {cluster.log_path(node_id)}")
+                        print_error(
+                            f"node {node_id} exited with status {code}; "
+                            f"see {cluster.log_path(node_id)}"
+                        )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _REFRESH_S)
             return
-        with Live(await _snapshot(cluster, client), console=stdout_console(),
-                  auto_refresh=False, transient=False) as view:
+        with Live(
+            await _snapshot(cluster, client),
+            console=stdout_console(),
+            auto_refresh=False,
+            transient=False,
+        ) as view:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _REFRESH_S)

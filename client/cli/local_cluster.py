@@ -182,10 +182,15 @@ class LocalCluster:
             if self.running(node_id):
                 continue
             argv = [
-                self._python, "-m", "node",
-                "--config", str(self.config_path),
-                "--node", node_id,
-                "--data-dir", str(self.data_dir / node_id),
+                self._python,
+                "-m",
+                "node",
+                "--config",
+                str(self.config_path),
+                "--node",
+                node_id,
+                "--data-dir",
+                str(self.data_dir / node_id),
             ]
             with self.log_path(node_id).open("ab") as log:
                 log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {node_id}\n".encode())

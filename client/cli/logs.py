@@ -21,20 +21,26 @@ from client.cli.status import describe_renderable
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     log = commands.add_parser(
-        "log", help="create, list, describe and delete logs",
+        "log",
+        help="create, list, describe and delete logs",
         description="Manage logs: create, list, describe, delete.",
     )
     actions = log.add_subparsers(dest="log_command", metavar="ACTION", required=True)
 
     create = actions.add_parser(
-        "create", help="create a log",
+        "create",
+        help="create a log",
         description="Create a log; settings not given come from the cluster's log_defaults.",
     )
     create.add_argument("name", metavar="NAME")
     create.add_argument("--tablets", type=positive_int, metavar="N")
     create.add_argument("--replication-factor", type=positive_int, metavar="N")
-    create.add_argument("--min-insync", type=positive_int, metavar="N",
-                        help="min_insync_replicas: acks=all needs this many in-sync replicas")
+    create.add_argument(
+        "--min-insync",
+        type=positive_int,
+        metavar="N",
+        help="min_insync_replicas: acks=all needs this many in-sync replicas",
+    )
     create.add_argument("--retention-ms", type=_optional_int, metavar="MS|none")
     create.add_argument("--retention-bytes", type=_optional_int, metavar="BYTES|none")
     create.add_argument("--segment-bytes", type=positive_int, metavar="BYTES")
@@ -110,8 +116,9 @@ async def run_create(args: argparse.Namespace) -> int:
         print_json(description.to_dict())
     else:
         console = stdout_console()
-        console.print(f"created log [bold]{description.name}[/] with "
-                      f"{description.tablet_count} tablets")
+        console.print(
+            f"created log [bold]{description.name}[/] with {description.tablet_count} tablets"
+        )
         console.print(describe_renderable(description))
     return EXIT_OK
 

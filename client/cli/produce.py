@@ -38,26 +38,52 @@ _CHUNK_BYTES = 256 * 1024
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     produce = commands.add_parser(
-        "produce", help="append stdin lines to a log",
+        "produce",
+        help="append stdin lines to a log",
         description="Append each line of stdin as one record of LOG.",
     )
     produce.add_argument("log", metavar="LOG")
     produce.add_argument("--key", metavar="K", help="the key of every record")
-    produce.add_argument("--key-sep", metavar="SEP",
-                         help="split each line at the first SEP into key and value")
-    produce.add_argument("--acks", choices=("all", "1", "0"), default="all",
-                         help="replicas that must have a record before it counts (default all)")
-    produce.add_argument("--tablet", type=non_negative_int, metavar="N",
-                         help="send every record to tablet N (default: by key, else round robin)")
-    produce.add_argument("--linger-ms", type=float, default=5.0, metavar="MS",
-                         help="how long a batch waits for more records (default 5)")
-    produce.add_argument("--delivery-timeout", type=positive_float, default=30.0,
-                         metavar="SECONDS",
-                         help="give up on a record after retrying this long (default 30)")
-    produce.add_argument("--no-idempotence", action="store_true",
-                         help="do not de-duplicate retried batches (not recommended)")
-    produce.add_argument("-v", "--verbose", action="store_true",
-                         help="print tablet and offset of each record, then a summary")
+    produce.add_argument(
+        "--key-sep", metavar="SEP", help="split each line at the first SEP into key and value"
+    )
+    produce.add_argument(
+        "--acks",
+        choices=("all", "1", "0"),
+        default="all",
+        help="replicas that must have a record before it counts (default all)",
+    )
+    produce.add_argument(
+        "--tablet",
+        type=non_negative_int,
+        metavar="N",
+        help="send every record to tablet N (default: by key, else round robin)",
+    )
+    produce.add_argument(
+        "--linger-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="how long a batch waits for more records (default 5)",
+    )
+    produce.add_argument(
+        "--delivery-timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up on a record after retrying this long (default 30)",
+    )
+    produce.add_argument(
+        "--no-idempotence",
+        action="store_true",
+        help="do not de-duplicate retried batches (not recommended)",
+    )
+    produce.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print tablet and offset of each record, then a summary",
+    )
     add_client_options(produce, top_level=False)
     add_json_option(produce)
     produce.set_defaults(handler=run_produce)
@@ -120,8 +146,11 @@ async def run_produce(args: argparse.Namespace) -> int:
     failure: BaseException | None = None
     async with make_client(args) as client:
         producer = client.producer(
-            args.log, acks=args.acks, linger_ms=args.linger_ms,
-            idempotent=not args.no_idempotence, delivery_timeout_s=args.delivery_timeout,
+            args.log,
+            acks=args.acks,
+            linger_ms=args.linger_ms,
+            idempotent=not args.no_idempotence,
+            delivery_timeout_s=args.delivery_timeout,
         )
         try:
             async for line in read_lines(sys.stdin.buffer):

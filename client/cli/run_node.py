@@ -14,14 +14,17 @@ from pathlib import Path
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     node = commands.add_parser(
-        "node", help="run one node of a cluster",
+        "node",
+        help="run one node of a cluster",
         description="Run one node (same as: python -m node --config CONFIG --node ID).",
     )
-    node.add_argument("--config", required=True, type=Path, metavar="CONFIG",
-                      help="cluster config (YAML)")
+    node.add_argument(
+        "--config", required=True, type=Path, metavar="CONFIG", help="cluster config (YAML)"
+    )
     node.add_argument("--node", required=True, metavar="ID", help="this node's id in CONFIG")
-    node.add_argument("--data-dir", type=Path, metavar="DIR",
-                      help="override the config's data_dir for this node")
+    node.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="override the config's data_dir for this node"
+    )
     node.set_defaults(handler=run_node, sync_handler=True)
 
 

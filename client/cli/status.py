@@ -37,7 +37,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.set_defaults(handler=run_status)
 
     cluster = commands.add_parser(
-        "cluster", help="the nodes and the metadata controller",
+        "cluster",
+        help="the nodes and the metadata controller",
         description="Show the cluster's nodes, whether each is alive, and the controller.",
     )
     add_client_options(cluster, top_level=False)
@@ -127,8 +128,15 @@ def add_tablet_row(table: Table, tablet: TabletInfo, log: str | None = None) -> 
         for node, behind in sorted(tablet.replica_lag.items())
     )
     row: list[RenderableType] = [
-        str(tablet.tablet), leader, str(tablet.leader_epoch), join_ids(tablet.replicas), isr,
-        str(tablet.start_offset), str(tablet.high_watermark), end, lag or "-",
+        str(tablet.tablet),
+        leader,
+        str(tablet.leader_epoch),
+        join_ids(tablet.replicas),
+        isr,
+        str(tablet.start_offset),
+        str(tablet.high_watermark),
+        end,
+        lag or "-",
     ]
     if log is not None:
         row.insert(0, log)

@@ -16,8 +16,14 @@ from tests.client.fakes import Acknowledger, Call, FakeTransport, MetadataAnswer
 from tests.cluster.harness import FAST_TUNING, Cluster
 
 BOOTSTRAP = ["h1:1", "h2:2", "h3:3"]
-__all__ = ["BOOTSTRAP", "FAST_TUNING", "Scripted", "bootstrap_of", "running_cluster",
-           "skip_unless_server_importable"]
+__all__ = [
+    "BOOTSTRAP",
+    "FAST_TUNING",
+    "Scripted",
+    "bootstrap_of",
+    "running_cluster",
+    "skip_unless_server_importable",
+]
 
 
 class Scripted:
@@ -31,9 +37,7 @@ class Scripted:
         ] = self.acks.answer
         self.transport = FakeTransport(self._handle)
 
-    def _handle(
-        self, call: Call
-    ) -> Response | BaseException | Awaitable[Response | BaseException]:
+    def _handle(self, call: Call) -> Response | BaseException | Awaitable[Response | BaseException]:
         answer = self.metadata.answer(call)
         if answer is not None:
             return answer

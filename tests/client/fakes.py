@@ -17,9 +17,9 @@ from typing import Any
 
 from client.errors import ConnectionFailed, RequestTimeout
 from client.transport import Params, Response
-from storage.batch import BatchHeader, iter_headers, iter_records, parse_header
 from storage.errors import DuplicateSequence, OutOfOrderSequence
 from storage.producers import ProducerStateManager
+from wire.batch import BatchHeader, iter_headers, iter_records, parse_header
 
 
 @dataclass
@@ -44,10 +44,15 @@ class Call:
 Handler = Callable[[Call], "Response | BaseException | Awaitable[Response | BaseException]"]
 
 
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None,
-                  address: str = "") -> Response:
-    return Response(status, json.dumps(body).encode(),
-                    {"Content-Type": "application/json", **(headers or {})}, address)
+def json_response(
+    status: int, body: Any, headers: Mapping[str, str] | None = None, address: str = ""
+) -> Response:
+    return Response(
+        status,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", **(headers or {})},
+        address,
+    )
 
 
 def error_response(status: int, code: str, message: str = "scripted", **fields: Any) -> Response:
@@ -74,8 +79,16 @@ class FakeTransport:
         headers: Mapping[str, str] | None = None,
         timeout_s: float,
     ) -> Response:
-        call = Call(method, address, path, {k: str(v) for k, v in (params or {}).items()},
-                    json_body, data, dict(headers or {}), timeout_s)
+        call = Call(
+            method,
+            address,
+            path,
+            {k: str(v) for k, v in (params or {}).items()},
+            json_body,
+            data,
+            dict(headers or {}),
+            timeout_s,
+        )
         self.calls.append(call)
         result = self.handler(call)
         if inspect.isawaitable(result):
@@ -118,14 +131,20 @@ class MetadataAnswers:
         if call.path == f"/v1/logs/{self.log}":
             self.log_requests += 1
             tablets = [
-                {"tablet": t, "leader": self.leader(t), "leader_epoch": 1,
-                 "replicas": ["n1", "n2", "n3"], "isr": ["n1", "n2", "n3"],
-                 "start_offset": self.start_offsets.get(t, 0),
-                 "high_watermark": self.high_watermarks.get(t, 0)}
+                {
+                    "tablet": t,
+                    "leader": self.leader(t),
+                    "leader_epoch": 1,
+                    "replicas": ["n1", "n2", "n3"],
+                    "isr": ["n1", "n2", "n3"],
+                    "start_offset": self.start_offsets.get(t, 0),
+                    "high_watermark": self.high_watermarks.get(t, 0),
+                }
                 for t in range(self.tablets)
             ]
-            return json_response(200, {"name": self.log, "config": {"tablets": self.tablets},
-                                       "tablets": tablets})
+            return json_response(
+                200, {"name": self.log, "config": {"tablets": self.tablets}, "tablets": tablets}
+            )
         if call.path.startswith("/v1/logs/") and call.path.count("/") == 3:
             return error_response(404, "not_found", "no such log")
         return None
@@ -154,9 +173,15 @@ class Acknowledger:
         base = self.end_offsets.get(tablet, 0)
         self.end_offsets[tablet] = base + header.record_count
         self.batches.append((tablet, header, call.data))
-        return json_response(200, {"tablet": tablet, "base_offset": base,
-                                   "end_offset": base + header.record_count,
-                                   "duplicate": False})
+        return json_response(
+            200,
+            {
+                "tablet": tablet,
+                "base_offset": base,
+                "end_offset": base + header.record_count,
+                "duplicate": False,
+            },
+        )
 
 
 class IdempotentLeader:
@@ -215,8 +240,9 @@ class IdempotentLeader:
             return error_response(409, "out_of_order_sequence", str(exc))
         if fault == "lost":
             return RequestTimeout("the answer was lost", address=call.address)
-        return json_response(200, {"tablet": tablet, "base_offset": base, "end_offset": end,
-                                   "duplicate": duplicate})
+        return json_response(
+            200, {"tablet": tablet, "base_offset": base, "end_offset": end, "duplicate": duplicate}
+        )
 
     def _append(self, tablet: int, data: bytes) -> tuple[int, int, bool]:
         state = self.producers.setdefault(tablet, ProducerStateManager())

@@ -33,7 +33,7 @@ from client.cli.local_cluster import free_ports, generate_config, read_nodes
 from client.cli.logs import settings_from
 from client.cli.produce import split_line
 from client.producer import ProducerStats
-from storage.batch import Record
+from wire.batch import Record
 
 # ---------------------------------------------------------------------------------------------
 # a stub HTTP server: canned JSON per path, enough for exit codes and output formats
@@ -102,19 +102,23 @@ def test_unreachable_cluster_exits_3(capsys: pytest.CaptureFixture[str]) -> None
     assert err.count("\n") == 1
 
 
-def test_cluster_errors_exit_1(stub: tuple[str, dict[Any, Any]],
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cluster_errors_exit_1(
+    stub: tuple[str, dict[Any, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     address, routes = stub
-    routes[("POST", "/v1/logs")] = (409, {"error": "already_exists",
-                                          "message": "log 'x' already exists"})
+    routes[("POST", "/v1/logs")] = (
+        409,
+        {"error": "already_exists", "message": "log 'x' already exists"},
+    )
     assert main(["log", "describe", "missing", "--bootstrap", address]) == EXIT_CLUSTER
     assert "not_found" in capsys.readouterr().err
     assert main(["log", "create", "x", "--bootstrap", address]) == EXIT_CLUSTER
     assert capsys.readouterr().err == "tabletlog: error: already_exists: log 'x' already exists\n"
 
 
-def test_json_output_is_exactly_json(stub: tuple[str, dict[Any, Any]],
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_output_is_exactly_json(
+    stub: tuple[str, dict[Any, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     address, routes = stub
     routes[("GET", "/v1/logs")] = (200, {"logs": ["a", "b"]})
     assert main(["--bootstrap", address, "log", "list", "--json"]) == EXIT_OK
@@ -123,15 +127,37 @@ def test_json_output_is_exactly_json(stub: tuple[str, dict[Any, Any]],
     assert capsys.readouterr().out == "a\nb\n"
 
 
-def test_status_json_falls_back_without_v1_status(stub: tuple[str, dict[Any, Any]],
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_json_falls_back_without_v1_status(
+    stub: tuple[str, dict[Any, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     address, routes = stub
-    routes[("GET", "/v1/cluster")] = (200, {"cluster": "c", "controller": "n1", "nodes": [
-        {"id": "n1", "address": address, "alive": True}]})
+    routes[("GET", "/v1/cluster")] = (
+        200,
+        {
+            "cluster": "c",
+            "controller": "n1",
+            "nodes": [{"id": "n1", "address": address, "alive": True}],
+        },
+    )
     routes[("GET", "/v1/logs")] = (200, {"logs": ["e"]})
-    routes[("GET", "/v1/logs/e")] = (200, {"name": "e", "config": {}, "tablets": [
-        {"tablet": 0, "leader": "n1", "leader_epoch": 2, "replicas": ["n1"], "isr": ["n1"],
-         "start_offset": 0, "high_watermark": 7}]})
+    routes[("GET", "/v1/logs/e")] = (
+        200,
+        {
+            "name": "e",
+            "config": {},
+            "tablets": [
+                {
+                    "tablet": 0,
+                    "leader": "n1",
+                    "leader_epoch": 2,
+                    "replicas": ["n1"],
+                    "isr": ["n1"],
+                    "start_offset": 0,
+                    "high_watermark": 7,
+                }
+            ],
+        },
+    )
     assert main(["status", "--json", "--bootstrap", address]) == EXIT_OK
     status = json.loads(capsys.readouterr().out)
     assert status["controller"] == "n1"
@@ -152,8 +178,10 @@ def test_node_command_calls_node_main(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("importlib.import_module", lambda name: module)
     assert main(["node", "--config", "c.yaml", "--node", "n2"]) == 7
     assert main(["node", "--config", "c.yaml", "--node", "n2", "--data-dir", "/d"]) == 7
-    assert seen == [["--config", "c.yaml", "--node", "n2"],
-                    ["--config", "c.yaml", "--node", "n2", "--data-dir", "/d"]]
+    assert seen == [
+        ["--config", "c.yaml", "--node", "n2"],
+        ["--config", "c.yaml", "--node", "n2", "--data-dir", "/d"],
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,14 +202,36 @@ def test_log_create_sends_only_given_settings() -> None:
     parser = build_parser()
     args = parser.parse_args(["log", "create", "x"])
     assert settings_from(args) == {}
-    args = parser.parse_args(["log", "create", "x", "--tablets", "6", "--replication-factor",
-                              "3", "--min-insync", "2", "--retention-ms", "none",
-                              "--fsync", "50", "--segment-bytes", "1048576"])
-    assert settings_from(args) == {"tablets": 6, "replication_factor": 3,
-                                   "min_insync_replicas": 2, "retention_ms": None,
-                                   "fsync": 50, "segment_bytes": 1048576}
-    args = parser.parse_args(["log", "create", "x", "--replication-factor", "1",
-                              "--min-insync", "2"])
+    args = parser.parse_args(
+        [
+            "log",
+            "create",
+            "x",
+            "--tablets",
+            "6",
+            "--replication-factor",
+            "3",
+            "--min-insync",
+            "2",
+            "--retention-ms",
+            "none",
+            "--fsync",
+            "50",
+            "--segment-bytes",
+            "1048576",
+        ]
+    )
+    assert settings_from(args) == {
+        "tablets": 6,
+        "replication_factor": 3,
+        "min_insync_replicas": 2,
+        "retention_ms": None,
+        "fsync": 50,
+        "segment_bytes": 1048576,
+    }
+    args = parser.parse_args(
+        ["log", "create", "x", "--replication-factor", "1", "--min-insync", "2"]
+    )
     with pytest.raises(UsageError):
         settings_from(args)
 
@@ -210,13 +260,25 @@ def test_split_line() -> None:
 def test_format_record() -> None:
     record = Record(offset=7, timestamp=1_700_000_000_000, key=b"k", value=b"hello")
     assert format_record(1, record, as_json=False, verbose=False) == "hello"
-    assert format_record(1, record, as_json=False, verbose=True) == \
-        "1:7 2023-11-14T22:13:20.000Z key=k hello"
+    assert (
+        format_record(1, record, as_json=False, verbose=True)
+        == "1:7 2023-11-14T22:13:20.000Z key=k hello"
+    )
     assert json.loads(format_record(1, record, as_json=True, verbose=False)) == {
-        "tablet": 1, "offset": 7, "timestamp": 1_700_000_000_000, "key": "k", "value": "hello"}
+        "tablet": 1,
+        "offset": 7,
+        "timestamp": 1_700_000_000_000,
+        "key": "k",
+        "value": "hello",
+    }
     binary = Record(offset=0, timestamp=0, key=None, value=b"\xff\x00")
     assert json.loads(format_record(0, binary, as_json=True, verbose=False)) == {
-        "tablet": 0, "offset": 0, "timestamp": 0, "key": None, "value_b64": "/wA="}
+        "tablet": 0,
+        "offset": 0,
+        "timestamp": 0,
+        "key": None,
+        "value_b64": "/wA=",
+    }
 
 
 def test_bench_summary() -> None:
@@ -238,8 +300,12 @@ def test_bench_summary() -> None:
 
 
 def test_generated_config_is_readable(tmp_path: Path) -> None:
-    path = generate_config(tmp_path / "c.yaml", nodes=5, data_dir=tmp_path / "data",
-                           tuning={"heartbeat_interval_ms": 100})
+    path = generate_config(
+        tmp_path / "c.yaml",
+        nodes=5,
+        data_dir=tmp_path / "data",
+        tuning={"heartbeat_interval_ms": 100},
+    )
     raw = yaml.safe_load(path.read_text())
     assert raw["log_defaults"]["replication_factor"] == 3
     assert raw["tuning"] == {"heartbeat_interval_ms": 100}

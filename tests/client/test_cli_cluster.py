@@ -13,23 +13,32 @@ import pytest
 
 from client.cli.common import EXIT_CLUSTER, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from client.cli.local_cluster import free_ports
-from replication.partitioning import tablet_for_key
 from tests.client.conftest import bootstrap_of
 from tests.cluster.harness import Cluster
+from wire.partitioning import tablet_for_key
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def tabletlog(cluster: Cluster | None, *args: str, stdin: str | None = None,
-              bootstrap: str | None = None) -> subprocess.CompletedProcess[str]:
+def tabletlog(
+    cluster: Cluster | None, *args: str, stdin: str | None = None, bootstrap: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m client.cli`` (the tabletlog command) and capture its output."""
     address = bootstrap or (bootstrap_of(cluster) if cluster is not None else "")
     argv = [sys.executable, "-m", "client.cli", "--bootstrap", address, *args]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"}
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd=REPO_ROOT,
-                          env=env, timeout=120, check=False)
+    return subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -48,8 +57,9 @@ def test_create_produce_consume_status_delete(shared_cluster: Cluster) -> None:
     assert again.stderr.count("\n") == 1
 
     lines = [f"user-{i % 5}:event {i}" for i in range(40)]
-    produced = tabletlog(c, "produce", "cli-e2e", "--key-sep", ":", "--json",
-                         stdin="\n".join(lines) + "\n")
+    produced = tabletlog(
+        c, "produce", "cli-e2e", "--key-sep", ":", "--json", stdin="\n".join(lines) + "\n"
+    )
     assert produced.returncode == EXIT_OK, produced.stderr
     offsets = json_lines(produced.stdout)
     assert len(offsets) == 40
@@ -64,8 +74,11 @@ def test_create_produce_consume_status_delete(shared_cluster: Cluster) -> None:
         assert record["tablet"] == tablet_for_key(record["key"].encode(), 2)
         assert {"tablet": record["tablet"], "offset": record["offset"]} in offsets
     for tablet in (0, 1):  # per tablet, the order of production is kept
-        produced_order = [line.split(":", 1)[1] for line, w in zip(lines, offsets, strict=True)
-                          if w["tablet"] == tablet]
+        produced_order = [
+            line.split(":", 1)[1]
+            for line, w in zip(lines, offsets, strict=True)
+            if w["tablet"] == tablet
+        ]
         assert [r["value"] for r in records if r["tablet"] == tablet] == produced_order
 
     one = tabletlog(c, "consume", "cli-e2e", "--tablet", "0", "--from", "2", "--max", "3")
@@ -122,8 +135,19 @@ def test_exit_codes(shared_cluster: Cluster) -> None:
 
 
 def test_bench_reports_throughput(shared_cluster: Cluster) -> None:
-    result = tabletlog(shared_cluster, "bench", "--records", "2000", "--size", "50",
-                       "--batch", "200", "--log", "cli-bench", "--json")
+    result = tabletlog(
+        shared_cluster,
+        "bench",
+        "--records",
+        "2000",
+        "--size",
+        "50",
+        "--batch",
+        "200",
+        "--log",
+        "cli-bench",
+        "--json",
+    )
     assert result.returncode == EXIT_OK, result.stderr
     summary = json.loads(result.stdout)
     assert summary["records"] == 2000

@@ -8,16 +8,21 @@ from client.async_client import AsyncClient
 from client.consumer import parse_start
 from client.errors import ConnectionFailed, NotFound, OffsetOutOfRange, ProtocolError
 from client.transport import BATCH_CONTENT_TYPE, Response
-from storage.batch import build_batch
 from tests.client.conftest import Scripted
 from tests.client.fakes import Call, error_response, json_response
+from wire.batch import build_batch
 
 
 class TabletLog:
     """Answers the binary consume endpoint from a list of (base offset, values) batches."""
 
-    def __init__(self, batches: list[tuple[int, list[bytes]]], high_watermark: int,
-                 start_offset: int = 0, per_fetch: int | None = None) -> None:
+    def __init__(
+        self,
+        batches: list[tuple[int, list[bytes]]],
+        high_watermark: int,
+        start_offset: int = 0,
+        per_fetch: int | None = None,
+    ) -> None:
         self.batches = batches
         self.high_watermark = high_watermark
         self.start_offset = start_offset
@@ -26,8 +31,12 @@ class TabletLog:
     def answer(self, call: Call) -> Response:
         offset = int(call.params["offset"])
         if not self.start_offset <= offset <= self.high_watermark:
-            return error_response(400, "offset_out_of_range", start_offset=self.start_offset,
-                                  end_offset=self.high_watermark)
+            return error_response(
+                400,
+                "offset_out_of_range",
+                start_offset=self.start_offset,
+                end_offset=self.high_watermark,
+            )
         body = b""
         next_offset = offset
         answered = 0
@@ -38,8 +47,11 @@ class TabletLog:
             if self.per_fetch is not None and answered == self.per_fetch:
                 break
             answered += 1
-            body += build_batch([(b"k", v) for v in values], base_offset=base,
-                                append_time_ms=1_700_000_000_000 + base)
+            body += build_batch(
+                [(b"k", v) for v in values],
+                base_offset=base,
+                append_time_ms=1_700_000_000_000 + base,
+            )
             next_offset = end
         headers = {
             "Content-Type": BATCH_CONTENT_TYPE,
@@ -171,9 +183,7 @@ async def test_no_leader_is_retried_until_the_tablet_answers(
     assert [r.offset async for r in consumer] == [0]
 
 
-async def test_a_corrupt_batch_is_a_protocol_error(
-    client: AsyncClient, scripted: Scripted
-) -> None:
+async def test_a_corrupt_batch_is_a_protocol_error(client: AsyncClient, scripted: Scripted) -> None:
     good = build_batch([(None, b"a")])
     corrupt = good[:-1] + bytes([good[-1] ^ 0xFF])
     scripted.data = lambda _call: Response(200, corrupt, {"X-Tabletlog-High-Watermark": "1"})
@@ -210,8 +220,9 @@ def test_parse_start_rejects_anything_else(start: object) -> None:
 
 
 def three_batches() -> TabletLog:
-    return TabletLog([(0, [b"a", b"b"]), (2, [b"c"]), (3, [b"d", b"e"])], high_watermark=5,
-                     per_fetch=1)
+    return TabletLog(
+        [(0, [b"a", b"b"]), (2, [b"c"]), (3, [b"d", b"e"])], high_watermark=5, per_fetch=1
+    )
 
 
 async def test_the_next_fetch_starts_while_the_records_are_decoded(
@@ -227,9 +238,7 @@ async def test_the_next_fetch_starts_while_the_records_are_decoded(
     assert offsets == ["0", "2", "3"]  # nothing ahead of the high watermark
 
 
-async def test_without_prefetch_one_fetch_per_poll(
-    client: AsyncClient, scripted: Scripted
-) -> None:
+async def test_without_prefetch_one_fetch_per_poll(client: AsyncClient, scripted: Scripted) -> None:
     scripted.data = three_batches().answer
     consumer = client.consume("events", 0, 0, stop_at_end=True, prefetch=False)
     assert [r.offset for r in await consumer.poll()] == [0, 1]

@@ -22,12 +22,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "client.cli", *args], capture_output=True,
-                          text=True, cwd=REPO_ROOT, env=env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
-def _wait_for_line(path: Path, needle: str, process: subprocess.Popen[str],
-                   timeout_s: float) -> None:
+def _wait_for_line(
+    path: Path, needle: str, process: subprocess.Popen[str], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if needle in path.read_text(errors="replace"):
@@ -42,16 +50,31 @@ def _wait_for_line(path: Path, needle: str, process: subprocess.Popen[str],
 def test_dev_up_starts_serves_and_stops(tmp_path: Path, nodes: int) -> None:
     skip_unless_server_importable()
     data = tmp_path / "data"
-    config = generate_config(tmp_path / "cluster.yaml", nodes=nodes, data_dir=data,
-                             tuning=FAST_TUNING)
+    config = generate_config(
+        tmp_path / "cluster.yaml", nodes=nodes, data_dir=data, tuning=FAST_TUNING
+    )
     bootstrap = ",".join(read_nodes(config)[1].values())
     output = tmp_path / "dev-up.out"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     with output.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "dev", "up", "--config", str(config),
-             "--data-dir", str(data), "--no-live"],
-            stdout=out, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "client.cli",
+                "dev",
+                "up",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(data),
+                "--no-live",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO_ROOT,
+            env=env,
         )
     try:
         _wait_for_line(output, "is ready", process, 60)
@@ -60,9 +83,19 @@ def test_dev_up_starts_serves_and_stops(tmp_path: Path, nodes: int) -> None:
         doc = json.loads(status.stdout)
         assert sorted(n["id"] for n in doc["nodes"]) == [f"n{i + 1}" for i in range(nodes)]
         assert all(n["alive"] for n in doc["nodes"])
-        created = _run_cli("--bootstrap", bootstrap, "log", "create", "dev-up",
-                           "--tablets", "1", "--replication-factor", str(nodes),
-                           "--min-insync", "1")
+        created = _run_cli(
+            "--bootstrap",
+            bootstrap,
+            "log",
+            "create",
+            "dev-up",
+            "--tablets",
+            "1",
+            "--replication-factor",
+            str(nodes),
+            "--min-insync",
+            "1",
+        )
         assert created.returncode == 0, created.stderr
         for node in read_nodes(config)[1]:
             assert (data / f"{node}.log").exists()

@@ -45,17 +45,20 @@ async def test_leader_failing_mid_stream_loses_and_duplicates_nothing(
 ) -> None:
     with running_cluster(tmp_path) as cluster:
         async with AsyncClient(bootstrap_of(cluster), timeout_s=10) as client:
-            await client.create_log(LOG, tablets=TABLETS, replication_factor=3,
-                                    min_insync_replicas=2)
-            await asyncio.to_thread(wait_until, lambda: all_tablets_led(cluster), 30,
-                                    "every tablet has a leader")
+            await client.create_log(
+                LOG, tablets=TABLETS, replication_factor=3, min_insync_replicas=2
+            )
+            await asyncio.to_thread(
+                wait_until, lambda: all_tablets_led(cluster), 30, "every tablet has a leader"
+            )
             victim = cluster.leader_of(LOG, 0)
             assert victim is not None
 
             seen: dict[int, list[Record]] = {t: [] for t in range(TABLETS)}
             followers = [asyncio.create_task(follow(client, t, seen[t])) for t in range(TABLETS)]
-            producer = client.producer(LOG, linger_ms=2, delivery_timeout_s=120,
-                                       request_timeout_s=3)
+            producer = client.producer(
+                LOG, linger_ms=2, delivery_timeout_s=120, request_timeout_s=3
+            )
             futures: list[Delivery] = []
             for i in range(RECORDS):
                 futures.append(await producer.send(f"r{i}", key=f"k{i % 30}"))
@@ -70,15 +73,21 @@ async def test_leader_failing_mid_stream_loses_and_duplicates_nothing(
                 cluster.resume(victim)  # it rejoins as a follower and must converge
             results = [f.result() for f in futures]  # every record acknowledged
             assert producer.stats.retries > 0, "the kill should have hit the stream"
-            print(f"{fault} {victim}: {producer.stats.retries} "
-                  f"retries, {producer.stats.duplicates} duplicates answered, "
-                  f"{producer.stats.batches_sent} batches")
+            print(
+                f"{fault} {victim}: {producer.stats.retries} "
+                f"retries, {producer.stats.duplicates} duplicates answered, "
+                f"{producer.stats.batches_sent} batches"
+            )
 
             def consumed() -> int:
                 return sum(len(records) for records in seen.values())
 
-            await asyncio.to_thread(wait_until, lambda: consumed() >= RECORDS, 60,
-                                    f"followers to read {RECORDS} records")
+            await asyncio.to_thread(
+                wait_until,
+                lambda: consumed() >= RECORDS,
+                60,
+                f"followers to read {RECORDS} records",
+            )
             await asyncio.sleep(1.0)  # time for a duplicate to show up, if there were one
             for task in followers:
                 task.cancel()

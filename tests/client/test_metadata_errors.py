@@ -32,21 +32,24 @@ from tests.client.conftest import BOOTSTRAP, Scripted
 from tests.client.fakes import Call, FakeTransport, error_response, json_response
 
 
-@pytest.mark.parametrize(("status", "code", "cls", "retriable", "refresh"), [
-    (400, "bad_request", BadRequest, False, False),
-    (404, "not_found", NotFound, False, False),
-    (409, "already_exists", AlreadyExists, False, False),
-    (400, "offset_out_of_range", OffsetOutOfRange, False, False),
-    (413, "payload_too_large", PayloadTooLarge, False, False),
-    (409, "out_of_order_sequence", OutOfOrderSequence, False, False),
-    (503, "not_enough_replicas", NotEnoughReplicas, True, False),
-    (503, "no_leader", NoLeader, True, True),
-    (421, "not_leader", NotLeader, True, True),
-    (409, "stale_epoch", StaleEpoch, True, True),
-    (503, "timeout", ServerTimeout, True, False),
-    (503, "something_new", Unavailable, True, True),
-    (500, "internal", ServerError, False, False),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "cls", "retriable", "refresh"),
+    [
+        (400, "bad_request", BadRequest, False, False),
+        (404, "not_found", NotFound, False, False),
+        (409, "already_exists", AlreadyExists, False, False),
+        (400, "offset_out_of_range", OffsetOutOfRange, False, False),
+        (413, "payload_too_large", PayloadTooLarge, False, False),
+        (409, "out_of_order_sequence", OutOfOrderSequence, False, False),
+        (503, "not_enough_replicas", NotEnoughReplicas, True, False),
+        (503, "no_leader", NoLeader, True, True),
+        (421, "not_leader", NotLeader, True, True),
+        (409, "stale_epoch", StaleEpoch, True, True),
+        (503, "timeout", ServerTimeout, True, False),
+        (503, "something_new", Unavailable, True, True),
+        (500, "internal", ServerError, False, False),
+    ],
+)
 def test_server_codes_map_to_classes(
     status: int, code: str, cls: type[ServerError], retriable: bool, refresh: bool
 ) -> None:
@@ -65,12 +68,14 @@ def test_unparseable_error_bodies_map_by_status() -> None:
 
 
 def test_error_fields_are_exposed() -> None:
-    hint = error_from_response(421, error_response(421, "not_leader", leader="n2",
-                                                   leader_address="h:9").body)
+    hint = error_from_response(
+        421, error_response(421, "not_leader", leader="n2", leader_address="h:9").body
+    )
     assert isinstance(hint, NotLeader)
     assert (hint.leader, hint.leader_address) == ("n2", "h:9")
-    rng = error_from_response(400, error_response(400, "offset_out_of_range", start_offset=3,
-                                                  end_offset=9).body)
+    rng = error_from_response(
+        400, error_response(400, "offset_out_of_range", start_offset=3, end_offset=9).body
+    )
     assert isinstance(rng, OffsetOutOfRange)
     assert (rng.start_offset, rng.end_offset) == (3, 9)
     assert ServerTimeout.outcome_unknown and ConnectionFailed.outcome_unknown
@@ -122,10 +127,10 @@ async def test_a_write_that_reached_a_node_is_not_sent_to_another() -> None:
         assert len(transport.calls) == 1
 
 
-async def test_concurrent_refreshes_share_one_request(client: AsyncClient,
-                                                      scripted: Scripted) -> None:
-    results = await asyncio.gather(*(client.metadata.log("events", refresh=True)
-                                      for _ in range(5)))
+async def test_concurrent_refreshes_share_one_request(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    results = await asyncio.gather(*(client.metadata.log("events", refresh=True) for _ in range(5)))
     assert {r.name for r in results} == {"events"}
     assert scripted.metadata.log_requests == 1
     assert client.metadata.leader_address("events", 0) == "h1:1"
@@ -185,9 +190,26 @@ async def test_group_offsets_round_trip(scripted: Scripted) -> None:
 
 
 def test_status_tolerates_unknown_lag_and_missing_fields() -> None:
-    status = Status.parse({"cluster": "c", "controller": None, "nodes": [], "logs": [
-        {"name": "e", "tablets": [{"tablet": 1, "leader": None, "leader_epoch": None,
-                                   "replica_lag": {"n1": None, "n2": 4}}]}]})
+    status = Status.parse(
+        {
+            "cluster": "c",
+            "controller": None,
+            "nodes": [],
+            "logs": [
+                {
+                    "name": "e",
+                    "tablets": [
+                        {
+                            "tablet": 1,
+                            "leader": None,
+                            "leader_epoch": None,
+                            "replica_lag": {"n1": None, "n2": 4},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
     tablet = status.logs[0].tablets[0]
     assert tablet.replica_lag == {"n1": None, "n2": 4}
     assert (tablet.leader, tablet.leader_epoch, tablet.end_offset) == (None, 0, None)

@@ -22,10 +22,10 @@ from client.errors import (
 )
 from client.producer import new_producer_id
 from client.transport import BATCH_CONTENT_TYPE, NO_FORWARD_HEADER, Response
-from replication.partitioning import tablet_for_key
-from storage.batch import iter_records, parse_header
 from tests.client.conftest import Scripted
 from tests.client.fakes import Call, error_response, json_response, tablet_of
+from wire.batch import iter_records, parse_header
+from wire.partitioning import tablet_for_key
 
 
 async def test_records_sent_within_the_linger_share_one_batch(
@@ -178,8 +178,9 @@ async def test_a_retry_resends_the_same_bytes_and_a_duplicate_gets_original_offs
         if len(attempts) == 1:
             scripted.acks.answer(call)  # appended at offsets 0..2, but the answer is lost
             return RequestTimeout("no answer", address=call.address)
-        return json_response(200, {"tablet": 0, "base_offset": 0, "end_offset": 3,
-                                   "duplicate": True})
+        return json_response(
+            200, {"tablet": 0, "base_offset": 0, "end_offset": 3, "duplicate": True}
+        )
 
     scripted.data = leader
     producer = client.producer("events", retry_backoff_ms=1)
@@ -193,12 +194,15 @@ async def test_a_retry_resends_the_same_bytes_and_a_duplicate_gets_original_offs
     await producer.close()
 
 
-@pytest.mark.parametrize("failure", [
-    error_response(503, "timeout"),
-    error_response(503, "not_enough_replicas"),
-    error_response(503, "no_leader"),
-    ConnectionFailed("refused", sent=False),
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        error_response(503, "timeout"),
+        error_response(503, "not_enough_replicas"),
+        error_response(503, "no_leader"),
+        ConnectionFailed("refused", sent=False),
+    ],
+)
 async def test_retriable_errors_are_retried(
     client: AsyncClient, scripted: Scripted, failure: Response | BaseException
 ) -> None:

@@ -26,8 +26,12 @@ def use(scripted: Scripted, leader: IdempotentLeader) -> IdempotentLeader:
 
 
 def make_producer(client: AsyncClient, **options: object) -> Producer:
-    settings: dict[str, object] = {"linger_ms": 0, "max_batch_records": BATCH,
-                                   "retry_backoff_ms": 1, "retry_backoff_max_ms": 10}
+    settings: dict[str, object] = {
+        "linger_ms": 0,
+        "max_batch_records": BATCH,
+        "retry_backoff_ms": 1,
+        "retry_backoff_max_ms": 10,
+    }
     return client.producer("events", **{**settings, **options})  # type: ignore[arg-type]
 
 
@@ -39,8 +43,9 @@ def sequence_of(call: Call) -> int:
     return call.batch.base_sequence
 
 
-def assert_exactly_once_in_order(leader: IdempotentLeader, deliveries: list[Delivery],
-                                 tablet: int = 0) -> None:
+def assert_exactly_once_in_order(
+    leader: IdempotentLeader, deliveries: list[Delivery], tablet: int = 0
+) -> None:
     """Every record is in the tablet's log once, in sending order, where its delivery says."""
     assert leader.logs[tablet] == [f"r{i}".encode() for i in range(len(deliveries))]
     assert [d.result() for d in deliveries] == [(tablet, i) for i in range(len(deliveries))]
@@ -61,11 +66,14 @@ async def test_up_to_five_batches_fly_once_the_first_is_acknowledged(
     assert producer.stats.batches_sent == 20
 
 
-@pytest.mark.parametrize(("options", "expected"), [
-    ({"idempotent": False}, 1),
-    ({"max_in_flight_per_tablet": 1}, 1),
-    ({"max_in_flight_per_tablet": 3}, 3),
-])
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"idempotent": False}, 1),
+        ({"max_in_flight_per_tablet": 1}, 1),
+        ({"max_in_flight_per_tablet": 3}, 3),
+    ],
+)
 async def test_the_in_flight_limit(
     client: AsyncClient, scripted: Scripted, options: dict[str, object], expected: int
 ) -> None:
@@ -89,8 +97,9 @@ async def test_a_failure_in_the_middle_of_the_pipeline_keeps_exactly_once_and_or
     client: AsyncClient, scripted: Scripted, fault: str
 ) -> None:
     # request 0 is batch 0 alone; then batches 1-5 fly together and batch 2 fails once
-    leader = use(scripted, IdempotentLeader(
-        latency_s=0.01, fault=lambda n, _call: fault if n == 2 else None))
+    leader = use(
+        scripted, IdempotentLeader(latency_s=0.01, fault=lambda n, _call: fault if n == 2 else None)
+    )
     producer = make_producer(client)
     deliveries = await send_values(producer, 12 * BATCH)
     await producer.close()
@@ -106,8 +115,9 @@ async def test_a_request_overtaking_an_earlier_one_is_retried_in_order(
     client: AsyncClient, scripted: Scripted
 ) -> None:
     # batch 2's request reaches the leader after batches 3-5: they get out_of_order_sequence
-    leader = use(scripted, IdempotentLeader(
-        latency_s=0.005, delay=lambda n: 0.05 if n == 2 else 0.0))
+    leader = use(
+        scripted, IdempotentLeader(latency_s=0.005, delay=lambda n: 0.05 if n == 2 else 0.0)
+    )
     producer = make_producer(client)
     deliveries = await send_values(producer, 12 * BATCH)
     await producer.close()
@@ -173,8 +183,9 @@ async def test_a_batch_given_up_on_after_lost_answers_is_not_written_twice(
             assert delivery.result() == (0, i)
 
 
-async def run_random_faults(client: AsyncClient, scripted: Scripted, seed: int,
-                            in_flight: int = 5) -> Producer:
+async def run_random_faults(
+    client: AsyncClient, scripted: Scripted, seed: int, in_flight: int = 5
+) -> Producer:
     """1500 records round robin over 3 tablets through lost answers, timeouts, refused
     connections, reordered requests and a few non-retriable failures; checks that the logs
     hold exactly the acknowledged records, once each, in sending order, where acknowledged."""
@@ -194,8 +205,12 @@ async def run_random_faults(client: AsyncClient, scripted: Scripted, seed: int,
                 return kind if kind != "bad" or first_attempt else None
         return None
 
-    leader = use(scripted, IdempotentLeader(
-        latency_s=0.001, fault=fault, delay=lambda _n: rng.choice([0.0, 0.0, 0.0, 0.01])))
+    leader = use(
+        scripted,
+        IdempotentLeader(
+            latency_s=0.001, fault=fault, delay=lambda _n: rng.choice([0.0, 0.0, 0.0, 0.01])
+        ),
+    )
     producer = make_producer(client, max_batch_records=7, max_in_flight_per_tablet=in_flight)
     sent: dict[int, list[tuple[bytes, Delivery]]] = {0: [], 1: [], 2: []}
     for i in range(1500):
@@ -212,7 +227,8 @@ async def run_random_faults(client: AsyncClient, scripted: Scripted, seed: int,
         acknowledged = [(v, d) for v, d in records if d.exception() is None]
         assert leader.logs[tablet] == [v for v, _d in acknowledged]
         assert [d.result() for _v, d in acknowledged] == [
-            (tablet, i) for i in range(len(acknowledged))]
+            (tablet, i) for i in range(len(acknowledged))
+        ]
     return producer
 
 

@@ -34,7 +34,13 @@ from tests.netns import NetnsLab
 from tests.waiting import wait_until
 
 __all__ = [
-    "FAST_TUNING", "SECRET", "Cluster", "HttpError", "NodeProcess", "free_ports", "http",
+    "FAST_TUNING",
+    "SECRET",
+    "Cluster",
+    "HttpError",
+    "NodeProcess",
+    "free_ports",
+    "http",
     "wait_for_leader",
 ]
 
@@ -80,9 +86,15 @@ class Cluster(ClusterFaults):
 
     @classmethod
     def create(
-        cls, base_dir: Path, size: int = 3, *, log_defaults: dict[str, Any] | None = None,
-        tuning: dict[str, int] | None = None, hosts: Sequence[str] | None = None,
-        spawn_prefix: Callable[[str], Sequence[str]] | None = None, lab: NetnsLab | None = None,
+        cls,
+        base_dir: Path,
+        size: int = 3,
+        *,
+        log_defaults: dict[str, Any] | None = None,
+        tuning: dict[str, int] | None = None,
+        hosts: Sequence[str] | None = None,
+        spawn_prefix: Callable[[str], Sequence[str]] | None = None,
+        lab: NetnsLab | None = None,
     ) -> Cluster:
         """Write the config (free ports, one data dir per node) without starting anything.
 
@@ -98,17 +110,27 @@ class Cluster(ClusterFaults):
         for i in range(size):
             node_id = f"n{i + 1}"
             nodes[node_id] = NodeProcess(
-                node_id, hosts[i], ports[2 * i], ports[2 * i + 1],
-                base_dir / "data" / node_id, base_dir / f"{node_id}.log",
+                node_id,
+                hosts[i],
+                ports[2 * i],
+                ports[2 * i + 1],
+                base_dir / "data" / node_id,
+                base_dir / f"{node_id}.log",
             )
         config = {
             "cluster": {"name": "test", "secret": SECRET},
-            "nodes": [{"id": n.id, "host": n.host, "api_port": n.api_port,
-                       "raft_port": n.raft_port} for n in nodes.values()],
+            "nodes": [
+                {"id": n.id, "host": n.host, "api_port": n.api_port, "raft_port": n.raft_port}
+                for n in nodes.values()
+            ],
             "data_dir": str(base_dir / "data" / "{node}"),
-            "log_defaults": {"tablets": 3, "replication_factor": min(3, size),
-                             "min_insync_replicas": min(2, size), "fsync": "always",
-                             **(log_defaults or {})},
+            "log_defaults": {
+                "tablets": 3,
+                "replication_factor": min(3, size),
+                "min_insync_replicas": min(2, size),
+                "fsync": "always",
+                **(log_defaults or {}),
+            },
             "tuning": {**FAST_TUNING, **(tuning or {})},
         }
         base_dir.mkdir(parents=True, exist_ok=True)
@@ -120,11 +142,24 @@ class Cluster(ClusterFaults):
         node = self.nodes[node_id]
         assert not node.running, f"{node_id} is already running"
         log_file = node.log_path.open("ab")
-        argv = [*self.spawn_prefix(node_id), sys.executable, *self.node_command,
-                "--config", str(self.config_path), "--node", node_id]
+        argv = [
+            *self.spawn_prefix(node_id),
+            sys.executable,
+            *self.node_command,
+            "--config",
+            str(self.config_path),
+            "--node",
+            node_id,
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-        node.proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                     cwd=REPO_ROOT, env=env, start_new_session=True)
+        node.proc = subprocess.Popen(
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
+        )
         log_file.close()
         node.paused = False
         node.down_on_purpose = False
@@ -185,8 +220,9 @@ class Cluster(ClusterFaults):
     def running_nodes(self) -> list[str]:
         return [n.id for n in self.nodes.values() if n.running and not n.paused]
 
-    def api(self, node_id: str | None, method: str, path: str, body: Any = None,
-            **kwargs: Any) -> Any:
+    def api(
+        self, node_id: str | None, method: str, path: str, body: Any = None, **kwargs: Any
+    ) -> Any:
         """Call ``path`` on ``node_id`` (None: the first running node)."""
         target = node_id or self.running_nodes()[0]
         return http(method, self.nodes[target].url + path, body, **kwargs)
@@ -200,8 +236,12 @@ class Cluster(ClusterFaults):
 
     def wait_ready(self, nodes: Sequence[str] | None = None, timeout_s: float = 30) -> None:
         targets = list(nodes or self.running_nodes())
-        wait_until(lambda: all(self.is_ready(n) for n in targets), timeout_s,
-                   f"nodes {targets} ready", interval_s=0.1)
+        wait_until(
+            lambda: all(self.is_ready(n) for n in targets),
+            timeout_s,
+            f"nodes {targets} ready",
+            interval_s=0.1,
+        )
         wait_until(self.controller, timeout_s, "a controller is elected")
 
     def controller(self) -> str | None:
@@ -228,8 +268,10 @@ class Cluster(ClusterFaults):
 
     def leaders(self, log: str, node_id: str | None = None) -> dict[int, str | None]:
         """tablet → its leader (None: none), as ``node_id`` (default: any running node) sees it."""
-        return {int(t["tablet"]): (str(t["leader"]) if t["leader"] else None)
-                for t in self.describe(log, node_id)["tablets"]}
+        return {
+            int(t["tablet"]): (str(t["leader"]) if t["leader"] else None)
+            for t in self.describe(log, node_id)["tablets"]
+        }
 
     def in_sync(self, log: str, node_id: str | None = None) -> bool:
         """Every tablet has a leader and every replica in its ISR (as ``node_id`` sees it)."""
@@ -241,22 +283,39 @@ class Cluster(ClusterFaults):
     def create_log(self, name: str, node_id: str | None = None, **settings: Any) -> Any:
         return self.api(node_id, "POST", "/v1/logs", {"name": name, **settings})
 
-    def produce(self, log: str, records: list[dict[str, Any]], *, acks: str = "all",
-                node_id: str | None = None, timeout_s: float = 15) -> list[dict[str, int]]:
-        reply = self.api(node_id, "POST", f"/v1/logs/{log}/records",
-                         {"records": records, "acks": acks}, timeout_s=timeout_s)
+    def produce(
+        self,
+        log: str,
+        records: list[dict[str, Any]],
+        *,
+        acks: str = "all",
+        node_id: str | None = None,
+        timeout_s: float = 15,
+    ) -> list[dict[str, int]]:
+        reply = self.api(
+            node_id,
+            "POST",
+            f"/v1/logs/{log}/records",
+            {"records": records, "acks": acks},
+            timeout_s=timeout_s,
+        )
         offsets: list[dict[str, int]] = reply["offsets"]
         return offsets
 
-    def read_all(self, log: str, tablet: int, *, node_id: str | None = None,
-                 start: int = 0) -> list[dict[str, Any]]:
+    def read_all(
+        self, log: str, tablet: int, *, node_id: str | None = None, start: int = 0
+    ) -> list[dict[str, Any]]:
         """Every committed record of a tablet from ``start``, as the JSON API gives them
         (non-UTF-8 keys and values come as ``key_b64``/``value_b64``)."""
         records: list[dict[str, Any]] = []
         offset = start
         while True:
-            reply = self.api(node_id, "GET", f"/v1/logs/{log}/tablets/{tablet}/records"
-                             f"?offset={offset}&max_records=10000", timeout_s=10)
+            reply = self.api(
+                node_id,
+                "GET",
+                f"/v1/logs/{log}/tablets/{tablet}/records?offset={offset}&max_records=10000",
+                timeout_s=10,
+            )
             records.extend(reply["records"])
             if reply["next_offset"] >= reply["high_watermark"] or not reply["records"]:
                 return records
@@ -264,7 +323,8 @@ class Cluster(ClusterFaults):
 
     def replica_view(self, log: str, tablet: int, replica: str) -> dict[str, Any]:
         result: dict[str, Any] = self.api(
-            replica, "GET", f"/v1/logs/{log}/tablets/{tablet}/replicas/{replica}", timeout_s=10)
+            replica, "GET", f"/v1/logs/{log}/tablets/{tablet}/replicas/{replica}", timeout_s=10
+        )
         return result
 
     def digests_agree(self, log: str, tablet: int, replicas: Sequence[str]) -> bool:
@@ -283,14 +343,19 @@ def _no_prefix(_node_id: str) -> Sequence[str]:
 def _netns_prefix(lab: NetnsLab) -> Callable[[str], Sequence[str]]:
     def prefix(node_id: str) -> Sequence[str]:
         return ("ip", "netns", "exec", lab.namespace(int(node_id.removeprefix("n"))))
+
     return prefix
 
 
-def wait_for_leader(cluster: Cluster, log: str, tablet: int, *, exclude: Sequence[str] = (),
-                    timeout_s: float = 20) -> str:
+def wait_for_leader(
+    cluster: Cluster, log: str, tablet: int, *, exclude: Sequence[str] = (), timeout_s: float = 20
+) -> str:
     """Wait until a running node outside ``exclude`` leads the tablet; return its id."""
+
     def leader() -> str | None:
         found = cluster.leader_of(log, tablet)
-        return found if found and found not in exclude and found in cluster.running_nodes() \
-            else None
+        return (
+            found if found and found not in exclude and found in cluster.running_nodes() else None
+        )
+
     return wait_until(leader, timeout_s, f"a new leader for {log}/{tablet} outside {exclude}")

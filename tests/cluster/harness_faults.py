@@ -43,8 +43,11 @@ class ClusterFaults:
 
     def crashed_nodes(self) -> list[str]:
         """Nodes whose process exited although the test did not kill or stop them."""
-        return [n.id for n in self.nodes.values()
-                if n.proc is not None and n.proc.poll() is not None and not n.down_on_purpose]
+        return [
+            n.id
+            for n in self.nodes.values()
+            if n.proc is not None and n.proc.poll() is not None and not n.down_on_purpose
+        ]
 
     def crash_all(self) -> None:
         """SIGKILL every running node at once (all signals first, then the waits)."""
@@ -91,8 +94,7 @@ class ClusterFaults:
         """Where ``node_id`` keeps its replica of ``log``/``tablet`` (segments, checkpoints)."""
         return self.nodes[node_id].data_dir / "tablets" / log / f"tablet-{tablet}"
 
-    def corrupt(self, node_id: str, log: str, tablet: int,
-                corruptor: Callable[[Path], str]) -> str:
+    def corrupt(self, node_id: str, log: str, tablet: int, corruptor: Callable[[Path], str]) -> str:
         """Run ``corruptor`` on a stopped node's tablet directory; returns what it did."""
         node = self.nodes[node_id]
         assert not node.running, f"stop {node_id} before corrupting its files"
@@ -108,8 +110,9 @@ class ClusterFaults:
         """Cut ``node_id`` off from every other node (needs ``lab``); with ``from_client``,
         from the test process too (NetnsLab.partition's ``from_root``)."""
         self._require_lab().partition(self.machine_of(node_id), from_root=from_client)
-        self.faults.append(f"partition {node_id}" + (" (and from the client)" if from_client
-                                                     else ""))
+        self.faults.append(
+            f"partition {node_id}" + (" (and from the client)" if from_client else "")
+        )
 
     def heal(self) -> None:
         """Undo every ``partition``."""

@@ -22,8 +22,15 @@ class HttpError(Exception):
         return self.body.get("error") if isinstance(self.body, dict) else None
 
 
-def http(method: str, url: str, body: Any = None, *, timeout_s: float = 15.0,
-         raw: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    timeout_s: float = 15.0,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     """One HTTP call; JSON in and out (raw bytes out for non-JSON answers)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from replication.auth import INTERNAL_TOKEN_HEADER
-from replication.partitioning import tablet_for_key
-from storage.batch import build_batch, iter_records
 from tests.cluster.harness import Cluster, HttpError, http
 from tests.waiting import wait_until
+from wire.batch import build_batch, iter_records
+from wire.partitioning import tablet_for_key
 
 pytestmark = pytest.mark.cluster
 
@@ -30,8 +30,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def test_round_trip_json(cluster: Cluster) -> None:
-    records: list[dict[str, Any]] = [{"key": f"user-{i % 5}", "value": f"event {i}"}
-                                     for i in range(30)]
+    records: list[dict[str, Any]] = [
+        {"key": f"user-{i % 5}", "value": f"event {i}"} for i in range(30)
+    ]
     records.append({"value_b64": base64.b64encode(b"\xff\x00binary").decode(), "tablet": 1})
     offsets = cluster.produce("events", records, node_id="n2")
     assert len(offsets) == len(records)
@@ -53,8 +54,9 @@ def test_round_trip_json(cluster: Cluster) -> None:
 
 
 def test_same_key_same_tablet_in_order(cluster: Cluster) -> None:
-    offsets = [cluster.produce("events", [{"key": "order-42", "value": str(i)}])[0]
-               for i in range(10)]
+    offsets = [
+        cluster.produce("events", [{"key": "order-42", "value": str(i)}])[0] for i in range(10)
+    ]
     assert len({o["tablet"] for o in offsets}) == 1
     assert [o["offset"] for o in offsets] == sorted(o["offset"] for o in offsets)
 
@@ -70,11 +72,19 @@ def test_acks_all_record_is_on_every_isr_replica(cluster: Cluster) -> None:
 
 def test_binary_batches_round_trip(cluster: Cluster) -> None:
     batch = build_batch([(b"k", b"v%d" % i) for i in range(100)], create_time_ms=123)
-    reply = cluster.api("n3", "POST", "/v1/logs/events/tablets/0/batches?acks=all",
-                        raw=batch, headers={"Content-Type": "application/vnd.tabletlog.batches"})
+    reply = cluster.api(
+        "n3",
+        "POST",
+        "/v1/logs/events/tablets/0/batches?acks=all",
+        raw=batch,
+        headers={"Content-Type": "application/vnd.tabletlog.batches"},
+    )
     assert reply["end_offset"] - reply["base_offset"] == 100
-    body = http("GET", cluster.nodes["n1"].url +
-                f"/v1/logs/events/tablets/0/batches?offset={reply['base_offset']}")
+    body = http(
+        "GET",
+        cluster.nodes["n1"].url
+        + f"/v1/logs/events/tablets/0/batches?offset={reply['base_offset']}",
+    )
     got = [r for r in iter_records(body) if r.offset >= reply["base_offset"]]
     assert [r.value for r in got[:100]] == [b"v%d" % i for i in range(100)]
     assert got[0].create_time == 123
@@ -87,8 +97,11 @@ def test_long_poll_wakes_on_new_data(cluster: Cluster) -> None:
     def poll() -> None:
         started = time.monotonic()
         result["reply"] = cluster.api(
-            "n2", "GET", f"/v1/logs/events/tablets/1/records?offset={end}&wait_ms=20000",
-            timeout_s=30)
+            "n2",
+            "GET",
+            f"/v1/logs/events/tablets/1/records?offset={end}&wait_ms=20000",
+            timeout_s=30,
+        )
         result["elapsed"] = time.monotonic() - started
 
     thread = threading.Thread(target=poll)
@@ -105,8 +118,11 @@ def test_seek_by_timestamp(cluster: Cluster) -> None:
     where = cluster.produce("events", [{"value": "after", "tablet": 0}])[0]
     found = cluster.api(None, "GET", f"/v1/logs/events/tablets/0/offsets?timestamp={before}")
     assert found["offset"] <= where["offset"]
-    later = cluster.api(None, "GET", "/v1/logs/events/tablets/0/offsets?timestamp="
-                        f"{int(time.time() * 1000) + 60_000}")
+    later = cluster.api(
+        None,
+        "GET",
+        f"/v1/logs/events/tablets/0/offsets?timestamp={int(time.time() * 1000) + 60_000}",
+    )
     assert later["offset"] == cluster.tablet("events", 0)["high_watermark"]
 
 
@@ -128,15 +144,30 @@ def test_replica_digests_agree_when_quiet(cluster: Cluster) -> None:
         ("POST", "/v1/logs/events/records", {"records": []}, 400, "bad_request"),
         ("POST", "/v1/logs/events/records", {"records": [{"key": "k"}]}, 400, "bad_request"),
         ("POST", "/v1/logs/events/records", {"records": [{"value": 1}]}, 400, "bad_request"),
-        ("POST", "/v1/logs/events/records", {"records": [{"value": "v", "tablet": 9}]}, 400,
-         "bad_request"),
-        ("POST", "/v1/logs/events/records", {"records": [{"value": "v"}], "acks": "2"}, 400,
-         "bad_request"),
+        (
+            "POST",
+            "/v1/logs/events/records",
+            {"records": [{"value": "v", "tablet": 9}]},
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/logs/events/records",
+            {"records": [{"value": "v"}], "acks": "2"},
+            400,
+            "bad_request",
+        ),
         ("POST", "/v1/logs/nope/records", {"records": [{"value": "v"}]}, 404, "not_found"),
         ("GET", "/v1/logs/events/tablets/0/records", None, 400, "bad_request"),
         ("GET", "/v1/logs/events/tablets/0/records?offset=abc", None, 400, "bad_request"),
-        ("GET", "/v1/logs/events/tablets/0/records?offset=999999999", None, 400,
-         "offset_out_of_range"),
+        (
+            "GET",
+            "/v1/logs/events/tablets/0/records?offset=999999999",
+            None,
+            400,
+            "offset_out_of_range",
+        ),
         ("GET", "/v1/logs/events/tablets/7/records?offset=0", None, 404, "not_found"),
         ("GET", "/v1/logs/nope", None, 404, "not_found"),
         ("POST", "/v1/logs", {"name": "bad name!"}, 400, "bad_request"),
@@ -148,13 +179,20 @@ def test_replica_digests_agree_when_quiet(cluster: Cluster) -> None:
         ("POST", "/internal/fetch", {"replica": "n1", "tablets": []}, 401, "unauthorized"),
     ],
 )
-def test_bad_requests_get_clear_4xx(cluster: Cluster, method: str, path: str, body: Any,
-                                    status: int, code: str) -> None:
+def test_bad_requests_get_clear_4xx(
+    cluster: Cluster, method: str, path: str, body: Any, status: int, code: str
+) -> None:
     url = cluster.nodes["n1"].url + path
-    data = body if isinstance(body, bytes) else (
-        body.encode() if isinstance(body, str) else json.dumps(body).encode() if body else None)
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    data = (
+        body
+        if isinstance(body, bytes)
+        else (
+            body.encode() if isinstance(body, str) else json.dumps(body).encode() if body else None
+        )
+    )
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     reply = json.loads(info.value.read())
@@ -173,8 +211,14 @@ def test_internal_api_refuses_a_wrong_secret(cluster: Cluster) -> None:
 def test_oversized_body_is_413(cluster: Cluster) -> None:
     big = b"x" * (70 * 1024 * 1024)
     with pytest.raises(HttpError) as info:
-        cluster.api("n1", "POST", "/v1/logs/events/tablets/0/batches", raw=big,
-                    headers={"Content-Type": "application/vnd.tabletlog.batches"}, timeout_s=60)
+        cluster.api(
+            "n1",
+            "POST",
+            "/v1/logs/events/tablets/0/batches",
+            raw=big,
+            headers={"Content-Type": "application/vnd.tabletlog.batches"},
+            timeout_s=60,
+        )
     assert info.value.status == 413
 
 
@@ -185,8 +229,11 @@ def test_delete_and_recreate_starts_empty(cluster: Cluster, tmp_path: Path) -> N
     cluster.api("n2", "DELETE", "/v1/logs/scratch")
     with pytest.raises(HttpError):
         cluster.describe("scratch", "n2")
-    wait_until(lambda: "scratch" not in cluster.api("n3", "GET", "/v1/logs")["logs"], 10,
-               "the deletion reaches every node")
+    wait_until(
+        lambda: "scratch" not in cluster.api("n3", "GET", "/v1/logs")["logs"],
+        10,
+        "the deletion reaches every node",
+    )
     cluster.create_log("scratch", tablets=1)
     cluster.produce("scratch", [{"value": "new"}])
     assert [r["value"] for r in cluster.read_all("scratch", 0)] == ["new"]
@@ -202,8 +249,7 @@ def test_metrics_show_traffic_and_the_tail_cache(cluster: Cluster) -> None:
     def sample(name: str, labels: str = "") -> float:
         text = http("GET", f"{cluster.nodes[leader].url}/metrics").decode()
         prefix = f"{name}{{{labels}}} " if labels else f"{name} "
-        values = [float(line.split()[-1]) for line in text.splitlines()
-                  if line.startswith(prefix)]
+        values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)]
         assert values, f"{prefix!r} missing from /metrics"
         return values[0]
 
@@ -212,5 +258,8 @@ def test_metrics_show_traffic_and_the_tail_cache(cluster: Cluster) -> None:
     assert sample("tabletlog_tablet_isr_size", 'log="events",tablet="0"') == 3
     assert sample("tabletlog_tail_cache_bytes") > 0
     # the followers fetched what was just appended: from memory, not from the file
-    wait_until(lambda: sample("tabletlog_log_reads", 'source="memory"') > 0, 10,
-               "reads served from the tail cache")
+    wait_until(
+        lambda: sample("tabletlog_log_reads", 'source="memory"') > 0,
+        10,
+        "reads served from the tail cache",
+    )

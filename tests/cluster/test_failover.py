@@ -43,8 +43,12 @@ class Writer:
                 time.sleep(0.05)
                 continue
             try:
-                where = self.cluster.produce(self.log, [{"value": value, "tablet": self.tablet}],
-                                             node_id=nodes[i % len(nodes)], timeout_s=10)[0]
+                where = self.cluster.produce(
+                    self.log,
+                    [{"value": value, "tablet": self.tablet}],
+                    node_id=nodes[i % len(nodes)],
+                    timeout_s=10,
+                )[0]
             except (HttpError, OSError) as exc:
                 self.failures.append(repr(exc))
                 time.sleep(0.02)
@@ -96,13 +100,13 @@ def test_leader_kill_during_acks_all_stream(cluster: Cluster) -> None:
     wait_until(lambda: writer.acked_after(killed_at) >= 50, 20, "writes resume on the new leader")
 
     cluster.start(old)  # the old leader truncates any divergent tail, catches up, rejoins
-    wait_until(lambda: old in cluster.tablet("stream", 0, new)["isr"], 30,
-               f"{old} rejoins the ISR")
+    wait_until(lambda: old in cluster.tablet("stream", 0, new)["isr"], 30, f"{old} rejoins the ISR")
     writer.finish()
     check_acknowledged(cluster, writer)
     replicas = cluster.tablet("stream", 0)["replicas"]
-    wait_until(lambda: cluster.digests_agree("stream", 0, replicas), 20,
-               "replica digests agree once quiet")
+    wait_until(
+        lambda: cluster.digests_agree("stream", 0, replicas), 20, "replica digests agree once quiet"
+    )
 
 
 def test_min_insync_replicas_rejects_writes_fast(cluster: Cluster) -> None:
@@ -111,8 +115,11 @@ def test_min_insync_replicas_rejects_writes_fast(cluster: Cluster) -> None:
     leader = cluster.leader_of("strict", 0)
     follower = next(n for n in cluster.nodes if n != leader)
     cluster.kill(follower)
-    wait_until(lambda: follower not in cluster.tablet("strict", 0, leader)["isr"], 20,
-               f"{follower} leaves the ISR")
+    wait_until(
+        lambda: follower not in cluster.tablet("strict", 0, leader)["isr"],
+        20,
+        f"{follower} leaves the ISR",
+    )
     started = time.monotonic()
     with pytest.raises(HttpError) as info:
         cluster.produce("strict", [{"value": "needs three"}], node_id=leader)
@@ -121,8 +128,11 @@ def test_min_insync_replicas_rejects_writes_fast(cluster: Cluster) -> None:
     acked_one = cluster.produce("strict", [{"value": "leader only"}], acks="1", node_id=leader)
     assert acked_one[0]["offset"] == 1
     cluster.start(follower)
-    wait_until(lambda: follower in cluster.tablet("strict", 0, leader)["isr"], 30,
-               f"{follower} rejoins the ISR")
+    wait_until(
+        lambda: follower in cluster.tablet("strict", 0, leader)["isr"],
+        30,
+        f"{follower} rejoins the ISR",
+    )
     cluster.produce("strict", [{"value": "three again"}], node_id=leader)
 
 
@@ -140,23 +150,29 @@ def test_divergent_tail_is_truncated_by_epoch(cluster: Cluster) -> None:
     # wait ends (fetch_wait_max_ms) and the answer waits unread in the paused process's socket.
     # Write the tail only after that, so that no follower can receive it.
     time.sleep(3 * FAST_TUNING["fetch_wait_max_ms"] / 1000)
-    tail = cluster.produce("diverge", [{"value": f"lost{i}"} for i in range(3)], acks="1",
-                           node_id=old)
+    tail = cluster.produce(
+        "diverge", [{"value": f"lost{i}"} for i in range(3)], acks="1", node_id=old
+    )
     assert tail[0]["offset"] == committed[-1]["offset"] + 1
     cluster.kill(old)
     for node in followers:
         cluster.resume(node)
     new = wait_for_leader(cluster, "diverge", 0, exclude=[old])
-    replaced = cluster.produce("diverge", [{"value": f"new{i}"} for i in range(5)],
-                               node_id=new)
+    replaced = cluster.produce("diverge", [{"value": f"new{i}"} for i in range(5)], node_id=new)
     assert replaced[0]["offset"] == tail[0]["offset"], "the new leader reuses the offsets"
     cluster.start(old)
-    wait_until(lambda: old in cluster.tablet("diverge", 0, new)["isr"], 30,
-               f"{old} truncates, catches up and rejoins the ISR")
+    wait_until(
+        lambda: old in cluster.tablet("diverge", 0, new)["isr"],
+        30,
+        f"{old} truncates, catches up and rejoins the ISR",
+    )
     values = [r["value"] for r in cluster.read_all("diverge", 0)]
     assert values == [f"c{i}" for i in range(10)] + [f"new{i}" for i in range(5)]
-    wait_until(lambda: cluster.digests_agree("diverge", 0, list(cluster.nodes)), 20,
-               "all three replicas hold the same records")
+    wait_until(
+        lambda: cluster.digests_agree("diverge", 0, list(cluster.nodes)),
+        20,
+        "all three replicas hold the same records",
+    )
     old_view = cluster.replica_view("diverge", 0, old)
     assert old_view["end_offset"] == 15, old_view
 
@@ -168,8 +184,9 @@ def test_controller_kill_moves_its_tablets(cluster: Cluster) -> None:
     led = [t["tablet"] for t in cluster.describe("ctl")["tablets"] if t["leader"] == controller]
     epochs = {t["tablet"]: t["leader_epoch"] for t in cluster.describe("ctl")["tablets"]}
     cluster.kill(controller)
-    wait_until(lambda: (c := cluster.controller()) is not None and c != controller, 15,
-               "a new controller")
+    wait_until(
+        lambda: (c := cluster.controller()) is not None and c != controller, 15, "a new controller"
+    )
     for tablet in led:
         new = wait_for_leader(cluster, "ctl", tablet, exclude=[controller])
         assert cluster.tablet("ctl", tablet, new)["leader_epoch"] > epochs[tablet]
@@ -184,8 +201,9 @@ def test_whole_cluster_restarts_keep_logs_and_records(cluster: Cluster) -> None:
     cluster.create_log("keep", tablets=2)
     acked: list[tuple[int, int, str]] = []
     for round_ in range(3):
-        offsets = cluster.produce("keep", [{"value": f"r{round_}-{i}", "tablet": i % 2}
-                                           for i in range(20)])
+        offsets = cluster.produce(
+            "keep", [{"value": f"r{round_}-{i}", "tablet": i % 2} for i in range(20)]
+        )
         acked += [(o["tablet"], o["offset"], f"r{round_}-{i}") for i, o in enumerate(offsets)]
         for node in cluster.nodes:  # every node at once, no warning: metadata and data survive
             cluster.kill(node)
@@ -234,19 +252,26 @@ def test_fast_double_failover_truncates_a_tail_the_new_leader_never_saw(cluster:
         for node in paused:
             cluster.pause(node)
         time.sleep(3 * FAST_TUNING["fetch_wait_max_ms"] / 1000)  # parked fetches are answered
-        cluster.produce("double", [{"value": f"{prefix}{i}"} for i in range(count)], acks="1",
-                        node_id=leader)
+        cluster.produce(
+            "double", [{"value": f"{prefix}{i}"} for i in range(count)], acks="1", node_id=leader
+        )
 
     # Epoch 0: x0..x2 reach first and second, not third; first dies; second leads (epoch 1).
     write_tail(first, [third], "x", 3)
-    wait_until(lambda: cluster.replica_view("double", 0, second)["end_offset"] == 13, 10,
-               f"{second} copies the x tail")
+    wait_until(
+        lambda: cluster.replica_view("double", 0, second)["end_offset"] == 13,
+        10,
+        f"{second} copies the x tail",
+    )
     cluster.kill(first)
     cluster.resume(third)
     assert wait_for_leader(cluster, "double", 0, exclude=[first]) == second
     cluster.start(first)
-    wait_until(lambda: set(cluster.tablet("double", 0, second)["isr"]) == {first, second, third},
-               30, f"{first} rejoins the ISR")
+    wait_until(
+        lambda: set(cluster.tablet("double", 0, second)["isr"]) == {first, second, third},
+        30,
+        f"{first} rejoins the ISR",
+    )
 
     # Epoch 1: y0, y1 reach only second, which dies at once; first leads (epoch 2).
     write_tail(second, [first, third], "y", 2)
@@ -258,10 +283,17 @@ def test_fast_double_failover_truncates_a_tail_the_new_leader_never_saw(cluster:
     assert z[0]["offset"] == 13, "the new leader has the x tail but never saw the y tail"
 
     cluster.start(second)  # holds y0, y1 at epoch 1, which the new leader never had
-    wait_until(lambda: set(cluster.tablet("double", 0, first)["isr"]) == {first, second, third},
-               30, f"{second} truncates its epoch-1 tail, catches up and rejoins the ISR")
-    wait_until(lambda: cluster.digests_agree("double", 0, [first, second, third]), 20,
-               "all three replicas hold the same records")
+    wait_until(
+        lambda: set(cluster.tablet("double", 0, first)["isr"]) == {first, second, third},
+        30,
+        f"{second} truncates its epoch-1 tail, catches up and rejoins the ISR",
+    )
+    wait_until(
+        lambda: cluster.digests_agree("double", 0, [first, second, third]),
+        20,
+        "all three replicas hold the same records",
+    )
     values = [r["value"] for r in cluster.read_all("double", 0)]
-    assert values == ([f"c{i}" for i in range(10)] + [f"x{i}" for i in range(3)]
-                      + [f"z{i}" for i in range(4)])
+    assert values == (
+        [f"c{i}" for i in range(10)] + [f"x{i}" for i in range(3)] + [f"z{i}" for i in range(4)]
+    )

@@ -60,22 +60,38 @@ def test_answers_match_the_spec(cluster: Cluster) -> None:
     check("/v1/logs", "post", 201, created)
     check("/v1/logs", "get", 200, cluster.api("n3", "GET", "/v1/logs"))
     check("/v1/logs/{log}", "get", 200, cluster.api("n1", "GET", "/v1/logs/spec"))
-    produced = cluster.api("n1", "POST", "/v1/logs/spec/records",
-                           {"records": [{"key": "k", "value": "v"},
-                                        {"value_b64": "/w==", "tablet": 1}]})
+    produced = cluster.api(
+        "n1",
+        "POST",
+        "/v1/logs/spec/records",
+        {"records": [{"key": "k", "value": "v"}, {"value_b64": "/w==", "tablet": 1}]},
+    )
     check("/v1/logs/{log}/records", "post", 200, produced)
     for tablet in (0, 1):
         read = cluster.api("n2", "GET", f"/v1/logs/spec/tablets/{tablet}/records?offset=0")
         check("/v1/logs/{log}/tablets/{tablet}/records", "get", 200, read)
-    check("/v1/logs/{log}/tablets/{tablet}/offsets", "get", 200,
-          cluster.api("n1", "GET", "/v1/logs/spec/tablets/0/offsets?timestamp=0"))
-    check("/v1/logs/{log}/tablets/{tablet}/replicas/{node}", "get", 200,
-          cluster.api("n1", "GET", "/v1/logs/spec/tablets/0/replicas/n3"))
+    check(
+        "/v1/logs/{log}/tablets/{tablet}/offsets",
+        "get",
+        200,
+        cluster.api("n1", "GET", "/v1/logs/spec/tablets/0/offsets?timestamp=0"),
+    )
+    check(
+        "/v1/logs/{log}/tablets/{tablet}/replicas/{node}",
+        "get",
+        200,
+        cluster.api("n1", "GET", "/v1/logs/spec/tablets/0/replicas/n3"),
+    )
     check("/v1/status", "get", 200, cluster.api("n3", "GET", "/v1/status"))
-    cluster.api("n1", "POST", "/v1/groups/g1/offsets",
-                {"offsets": [{"log": "spec", "tablet": 0, "offset": 1}]})
-    check("/v1/groups/{group}/offsets", "get", 200,
-          cluster.api("n2", "GET", "/v1/groups/g1/offsets"))
+    cluster.api(
+        "n1",
+        "POST",
+        "/v1/groups/g1/offsets",
+        {"offsets": [{"log": "spec", "tablet": 0, "offset": 1}]},
+    )
+    check(
+        "/v1/groups/{group}/offsets", "get", 200, cluster.api("n2", "GET", "/v1/groups/g1/offsets")
+    )
 
 
 @pytest.mark.cluster
@@ -84,14 +100,25 @@ def test_answers_match_the_spec(cluster: Cluster) -> None:
     [
         ("post", "/v1/logs", "/v1/logs", {"name": "bad name"}, 400),
         ("get", "/v1/logs/none", "/v1/logs/{log}", None, 404),
-        ("post", "/v1/logs/none/records", "/v1/logs/{log}/records", {"records": [{"value": "v"}]},
-         404),
-        ("get", "/v1/logs/spec/tablets/0/records?offset=99999",
-         "/v1/logs/{log}/tablets/{tablet}/records", None, 400),
+        (
+            "post",
+            "/v1/logs/none/records",
+            "/v1/logs/{log}/records",
+            {"records": [{"value": "v"}]},
+            404,
+        ),
+        (
+            "get",
+            "/v1/logs/spec/tablets/0/records?offset=99999",
+            "/v1/logs/{log}/tablets/{tablet}/records",
+            None,
+            400,
+        ),
     ],
 )
-def test_errors_match_the_spec(cluster: Cluster, method: str, path: str, spec_path: str,
-                               body: Any, status: int) -> None:
+def test_errors_match_the_spec(
+    cluster: Cluster, method: str, path: str, spec_path: str, body: Any, status: int
+) -> None:
     if "spec" in path and "spec" not in cluster.api("n1", "GET", "/v1/logs")["logs"]:
         cluster.create_log("spec", tablets=2)
     with pytest.raises(HttpError) as info:

@@ -49,8 +49,20 @@ from tests.faults.history import (
 )
 
 __all__ = [
-    "EXAMPLES", "Attempt", "Fault", "FinalRecord", "History", "Outcome", "Position", "Read",
-    "Recovery", "ReplicaState", "Report", "check", "digest_of", "recoveries",
+    "EXAMPLES",
+    "Attempt",
+    "Fault",
+    "FinalRecord",
+    "History",
+    "Outcome",
+    "Position",
+    "Read",
+    "Recovery",
+    "ReplicaState",
+    "Report",
+    "check",
+    "digest_of",
+    "recoveries",
 ]
 
 EXAMPLES = 5
@@ -108,8 +120,18 @@ class Report:
     errors: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
-    ANOMALIES = ("lost", "duplicated", "divergent_offsets", "vanished", "unexpected", "aborted",
-                 "torn", "read_anomalies", "replica_divergence", "unreadable_tablets")
+    ANOMALIES = (
+        "lost",
+        "duplicated",
+        "divergent_offsets",
+        "vanished",
+        "unexpected",
+        "aborted",
+        "torn",
+        "read_anomalies",
+        "replica_divergence",
+        "unreadable_tablets",
+    )
 
     @property
     def ok(self) -> bool:
@@ -157,17 +179,34 @@ class Report:
         by_kind: dict[str, list[Recovery]] = defaultdict(list)
         for recovery in self.recoveries:
             by_kind[recovery.fault.kind].append(recovery)
-        header = ("fault", "count", "held s (med)", "recovery s min", "median", "max",
-                  "unrecovered")
+        header = (
+            "fault",
+            "count",
+            "held s (med)",
+            "recovery s min",
+            "median",
+            "max",
+            "unrecovered",
+        )
         body: list[tuple[str, ...]] = []
         for kind in sorted(by_kind):
             recs = by_kind[kind]
             held = statistics.median(r.fault.healed - r.fault.started for r in recs)
             secs = sorted(r.seconds for r in recs if r.seconds is not None)
-            stats = (f"{secs[0]:.2f}", f"{statistics.median(secs):.2f}", f"{secs[-1]:.2f}") \
-                if secs else ("-", "-", "-")
-            body.append((kind, str(len(recs)), f"{held:.2f}", *stats,
-                         str(sum(r.seconds is None for r in recs))))
+            stats = (
+                (f"{secs[0]:.2f}", f"{statistics.median(secs):.2f}", f"{secs[-1]:.2f}")
+                if secs
+                else ("-", "-", "-")
+            )
+            body.append(
+                (
+                    kind,
+                    str(len(recs)),
+                    f"{held:.2f}",
+                    *stats,
+                    str(sum(r.seconds is None for r in recs)),
+                )
+            )
         widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
         fmt = "  | " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
         rule = "  |" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -236,8 +275,11 @@ def check(history: History) -> Report:
             report.note("unexpected", f"{value!r} at {sorted(seen_at[value])}")
         elif writer.outcome == "fail":
             report.aborted += 1
-            report.note("aborted", f"{value!r} at {sorted(seen_at[value])} (attempt "
-                        f"{writer.id} failed: {writer.error})")
+            report.note(
+                "aborted",
+                f"{value!r} at {sorted(seen_at[value])} (attempt "
+                f"{writer.id} failed: {writer.error})",
+            )
     _check_attempts_in_final(report, history.attempts, final_positions, readable)
     _check_reads(report, history)
     _check_replicas(report, history)
@@ -259,8 +301,13 @@ def _count_attempts(report: Report, attempts: Sequence[Attempt]) -> None:
             report.errors[attempt.outcome][" ".join(attempt.error.split()[:2])] += 1
 
 
-def _check_lost(report: Report, attempts: Sequence[Attempt], final_at: dict[Position, str],
-                final_positions: dict[str, list[Position]], readable: set[int]) -> None:
+def _check_lost(
+    report: Report,
+    attempts: Sequence[Attempt],
+    final_at: dict[Position, str],
+    final_positions: dict[str, list[Position]],
+    readable: set[int],
+) -> None:
     for attempt in attempts:
         if attempt.outcome != "ok":
             continue
@@ -270,22 +317,31 @@ def _check_lost(report: Report, attempts: Sequence[Attempt], final_at: dict[Posi
             report.lost += 1
             elsewhere = final_positions.get(value)
             where = f"found at {elsewhere}" if elsewhere else "absent"
-            report.note("lost", f"{value!r} acked at {pos}: final holds "
-                        f"{final_at.get(pos)!r} there; {where} (attempt {attempt.id}, "
-                        f"acked at t={attempt.finished:.2f})")
+            report.note(
+                "lost",
+                f"{value!r} acked at {pos}: final holds "
+                f"{final_at.get(pos)!r} there; {where} (attempt {attempt.id}, "
+                f"acked at t={attempt.finished:.2f})",
+            )
 
 
-def _check_attempts_in_final(report: Report, attempts: Sequence[Attempt],
-                             final_positions: dict[str, list[Position]],
-                             readable: set[int]) -> None:
+def _check_attempts_in_final(
+    report: Report,
+    attempts: Sequence[Attempt],
+    final_positions: dict[str, list[Position]],
+    readable: set[int],
+) -> None:
     for attempt in attempts:
         if attempt.tablet not in readable:
             continue
         present = sum(1 for v in attempt.values if v in final_positions)
         if 0 < present < len(attempt.values):
             report.torn += 1
-            report.note("torn", f"attempt {attempt.id} ({attempt.outcome}): {present} of "
-                        f"{len(attempt.values)} values in the final read")
+            report.note(
+                "torn",
+                f"attempt {attempt.id} ({attempt.outcome}): {present} of "
+                f"{len(attempt.values)} values in the final read",
+            )
         if attempt.outcome == "info":
             if present:
                 report.indeterminate_present += 1
@@ -299,15 +355,21 @@ def _check_reads(report: Report, history: History) -> None:
         expected = list(range(read.asked, read.asked + len(offsets)))
         if offsets != expected:
             report.read_anomalies += 1
-            report.note("read_anomalies", f"{read.reader} asked tablet {read.tablet} from "
-                        f"{read.asked}, got offsets {_span(offsets)} at t={read.at:.2f}")
+            report.note(
+                "read_anomalies",
+                f"{read.reader} asked tablet {read.tablet} from "
+                f"{read.asked}, got offsets {_span(offsets)} at t={read.at:.2f}",
+            )
     for tablet, records in sorted(history.final.items()):
         start = history.final_start.get(tablet, records[0].offset if records else 0)
         offsets = [r.offset for r in records]
         if offsets != list(range(start, start + len(offsets))):
             report.read_anomalies += 1
-            report.note("read_anomalies", f"final read of tablet {tablet} from {start}: "
-                        f"offsets {_span(offsets)} are not contiguous")
+            report.note(
+                "read_anomalies",
+                f"final read of tablet {tablet} from {start}: "
+                f"offsets {_span(offsets)} are not contiguous",
+            )
 
 
 def _check_replicas(report: Report, history: History) -> None:
@@ -319,16 +381,23 @@ def _check_replicas(report: Report, history: History) -> None:
         records = history.final.get(tablet, [])
         start = history.final_start.get(tablet, records[0].offset if records else 0)
         expected = (start, start + len(records), digest_of(records))
-        wrong = [s for s in states
-                 if s.error or (s.start_offset, s.high_watermark, s.digest) != expected]
+        wrong = [
+            s for s in states if s.error or (s.start_offset, s.high_watermark, s.digest) != expected
+        ]
         if wrong:
             report.replica_divergence += 1
             shown = ", ".join(
-                f"{s.node}: {s.error}" if s.error else
-                f"{s.node}: start {s.start_offset} hw {s.high_watermark} end {s.end_offset} "
-                f"digest {s.digest[:12]}" for s in states)
-            report.note("replica_divergence", f"tablet {tablet}: final read has start "
-                        f"{expected[0]} hw {expected[1]} digest {expected[2][:12]}; {shown}")
+                f"{s.node}: {s.error}"
+                if s.error
+                else f"{s.node}: start {s.start_offset} hw {s.high_watermark} end {s.end_offset} "
+                f"digest {s.digest[:12]}"
+                for s in states
+            )
+            report.note(
+                "replica_divergence",
+                f"tablet {tablet}: final read has start "
+                f"{expected[0]} hw {expected[1]} digest {expected[2][:12]}; {shown}",
+            )
 
 
 def recoveries(faults: Sequence[Fault], attempts: Sequence[Attempt]) -> list[Recovery]:

@@ -24,8 +24,9 @@ class FinalRead:
     errors: dict[int, str]
 
 
-def final_read(urls: Mapping[str, str], log: str, tablets: int,
-               timeout_s: float = 60.0) -> FinalRead:
+def final_read(
+    urls: Mapping[str, str], log: str, tablets: int, timeout_s: float = 60.0
+) -> FinalRead:
     """Every committed record of every tablet, from its start offset, through any node."""
     out = FinalRead({}, {}, {}, {})
     for tablet in range(tablets):
@@ -41,8 +42,9 @@ def final_read(urls: Mapping[str, str], log: str, tablets: int,
     return out
 
 
-def _read_tablet(urls: Mapping[str, str], log: str, tablet: int,
-                 timeout_s: float) -> tuple[int, int, list[FinalRecord]]:
+def _read_tablet(
+    urls: Mapping[str, str], log: str, tablet: int, timeout_s: float
+) -> tuple[int, int, list[FinalRecord]]:
     nodes = sorted(urls)
     records: list[FinalRecord] = []
     offset = 0
@@ -52,12 +54,17 @@ def _read_tablet(urls: Mapping[str, str], log: str, tablet: int,
     attempt = 0
     while True:
         node = nodes[attempt % len(nodes)]
-        url = (f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/records?offset={offset}"
-               f"&max_records=5000")
+        url = (
+            f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/records?offset={offset}&max_records=5000"
+        )
         answer = call("GET", url, timeout_s=10)
         body = answer.body
-        if answer.status == 400 and isinstance(body, dict) \
-                and body.get("error") == "offset_out_of_range" and start is None:
+        if (
+            answer.status == 400
+            and isinstance(body, dict)
+            and body.get("error") == "offset_out_of_range"
+            and start is None
+        ):
             offset = int(body["start_offset"])  # the log starts later (retention)
             start = offset
             continue
@@ -71,8 +78,9 @@ def _read_tablet(urls: Mapping[str, str], log: str, tablet: int,
         if start is None:
             start = int(body["start_offset"])
         for r in body["records"]:
-            records.append(FinalRecord(int(r["offset"]), record_value(r), int(r["timestamp"]),
-                                       r.get("key")))
+            records.append(
+                FinalRecord(int(r["offset"]), record_value(r), int(r["timestamp"]), r.get("key"))
+            )
         next_offset = int(body["next_offset"])
         hw = int(body["high_watermark"])
         if next_offset >= hw or not body["records"]:
@@ -80,17 +88,26 @@ def _read_tablet(urls: Mapping[str, str], log: str, tablet: int,
         offset = next_offset
 
 
-def replica_states(urls: Mapping[str, str], log: str, tablet: int,
-                   replicas: Sequence[str]) -> list[ReplicaState]:
+def replica_states(
+    urls: Mapping[str, str], log: str, tablet: int, replicas: Sequence[str]
+) -> list[ReplicaState]:
     """Each replica's own view of the tablet, asked of that replica's node."""
     states: list[ReplicaState] = []
     for node in replicas:
-        answer = call("GET", f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/replicas/{node}",
-                      timeout_s=10)
+        answer = call(
+            "GET", f"{urls[node]}/v1/logs/{log}/tablets/{tablet}/replicas/{node}", timeout_s=10
+        )
         body = answer.body
         if answer.status != 200 or not isinstance(body, dict):
             states.append(ReplicaState(node, error=f"{answer.status} {error_code(answer)}"))
             continue
-        states.append(ReplicaState(node, int(body["start_offset"]), int(body["end_offset"]),
-                                   int(body["high_watermark"]), str(body["digest"])))
+        states.append(
+            ReplicaState(
+                node,
+                int(body["start_offset"]),
+                int(body["end_offset"]),
+                int(body["high_watermark"]),
+                str(body["digest"]),
+            )
+        )
     return states

@@ -46,10 +46,28 @@ from tests.faults.stability import dump_fetcher_tasks, wait_stable
 from tests.waiting import wait_until
 
 __all__ = [
-    "ALL_NEMESES", "CorruptFollower", "Corruptor", "KillAll", "KillLeader", "Nemesis",
-    "NemesisContext", "NemesisError", "NoAnswer", "NodeCrashed", "PartitionLeader", "PauseLeader",
-    "RestartAll", "RestartController", "RestartLeader", "bit_flip", "by_name",
-    "dump_fetcher_tasks", "pick_leader", "tablets_view", "truncation", "wait_new_leader",
+    "ALL_NEMESES",
+    "CorruptFollower",
+    "Corruptor",
+    "KillAll",
+    "KillLeader",
+    "Nemesis",
+    "NemesisContext",
+    "NemesisError",
+    "NoAnswer",
+    "NodeCrashed",
+    "PartitionLeader",
+    "PauseLeader",
+    "RestartAll",
+    "RestartController",
+    "RestartLeader",
+    "bit_flip",
+    "by_name",
+    "dump_fetcher_tasks",
+    "pick_leader",
+    "tablets_view",
+    "truncation",
+    "wait_new_leader",
     "wait_stable",
 ]
 
@@ -90,12 +108,14 @@ def wait_new_leader(ctx: NemesisContext, tablet: int, old: str, old_epoch: int) 
 
     def moved() -> bool:
         info = next(t for t in tablets_view(ctx, exclude=[old]) if t["tablet"] == tablet)
-        return bool(info["leader"]) and info["leader"] != old \
-            and int(info["leader_epoch"]) > old_epoch
+        return (
+            bool(info["leader"]) and info["leader"] != old and int(info["leader_epoch"]) > old_epoch
+        )
 
     try:
-        wait_until(moved, ctx.failover_timeout_s, f"tablet {tablet} fails over from {old}",
-                   interval_s=0.05)
+        wait_until(
+            moved, ctx.failover_timeout_s, f"tablet {tablet} fails over from {old}", interval_s=0.05
+        )
     except AssertionError as exc:
         raise NemesisError(f"{exc}; {describe_state(ctx)}") from None
     return time.monotonic() - started
@@ -114,8 +134,13 @@ class KillLeader(Nemesis):
         failover = wait_new_leader(ctx, tablet, leader, epoch)
         time.sleep(ctx.rng.uniform(0.0, 1.5))  # stay down a little longer
         ctx.cluster.start(leader)
-        return Fault(self.name, leader, started, ctx.clock(),
-                     f"tablet {tablet} failed over in {failover:.2f} s")
+        return Fault(
+            self.name,
+            leader,
+            started,
+            ctx.clock(),
+            f"tablet {tablet} failed over in {failover:.2f} s",
+        )
 
 
 class RestartLeader(Nemesis):
@@ -130,8 +155,9 @@ class RestartLeader(Nemesis):
         code = ctx.cluster.stop(leader)
         time.sleep(ctx.rng.uniform(0.0, 1.0))  # stay down a little
         ctx.cluster.start(leader)
-        return Fault(self.name, leader, started, ctx.clock(),
-                     f"leader of tablet {tablet}; exit code {code}")
+        return Fault(
+            self.name, leader, started, ctx.clock(), f"leader of tablet {tablet}; exit code {code}"
+        )
 
 
 class RestartController(Nemesis):
@@ -166,8 +192,13 @@ class PauseLeader(Nemesis):
             time.sleep(hold)  # the fault's duration, not a synchronisation
         finally:
             ctx.cluster.resume(leader)
-        return Fault(self.name, leader, started, ctx.clock(),
-                     f"leader of tablet {tablet} paused {hold:.1f} s")
+        return Fault(
+            self.name,
+            leader,
+            started,
+            ctx.clock(),
+            f"leader of tablet {tablet} paused {hold:.1f} s",
+        )
 
 
 class PartitionLeader(Nemesis):
@@ -185,8 +216,13 @@ class PartitionLeader(Nemesis):
         finally:
             ctx.cluster.heal()
         reach = "peers and client" if from_client else "peers"
-        return Fault(self.name, leader, started, ctx.clock(),
-                     f"cut from {reach}; tablet {tablet} failed over in {failover:.2f} s")
+        return Fault(
+            self.name,
+            leader,
+            started,
+            ctx.clock(),
+            f"cut from {reach}; tablet {tablet} failed over in {failover:.2f} s",
+        )
 
 
 class KillAll(Nemesis):
@@ -213,11 +249,15 @@ class RestartAll(Nemesis):
         ctx.cluster.start_all()
         ctx.cluster.wait_ready(timeout_s=ctx.stable_timeout_s)
         healed = ctx.clock()
-        after = wait_until(lambda: _metadata(ctx), ctx.stable_timeout_s,
-                           f"{ctx.log} is described after the restart")
+        after = wait_until(
+            lambda: _metadata(ctx),
+            ctx.stable_timeout_s,
+            f"{ctx.log} is described after the restart",
+        )
         if after != before:
-            raise NemesisError(f"metadata changed across a whole-cluster restart: before "
-                               f"{before}, after {after}")
+            raise NemesisError(
+                f"metadata changed across a whole-cluster restart: before {before}, after {after}"
+            )
         bad = {n: c for n, c in codes.items() if c != 0}
         detail = f"exit codes {bad}" if bad else "clean exits"
         return Fault(self.name, "all", started, healed, detail)
@@ -234,6 +274,7 @@ def _metadata(ctx: NemesisContext) -> tuple[Any, ...] | None:
 
 def bit_flip(rng: random.Random) -> Corruptor:
     """Flip one random bit of one random non-empty segment file (``.log``)."""
+
     def corrupt(directory: Path) -> str:
         path = _pick_segment(rng, directory)
         size = path.stat().st_size
@@ -244,11 +285,13 @@ def bit_flip(rng: random.Random) -> Corruptor:
             f.seek(position)
             f.write(bytes([byte ^ (1 << bit)]))
         return f"flipped bit {bit} of byte {position} of {path.name} ({size} bytes)"
+
     return corrupt
 
 
 def truncation(rng: random.Random) -> Corruptor:
     """Cut one random non-empty segment file (``.log``) at a random length."""
+
     def corrupt(directory: Path) -> str:
         path = _pick_segment(rng, directory)
         size = path.stat().st_size
@@ -256,6 +299,7 @@ def truncation(rng: random.Random) -> Corruptor:
         with path.open("r+b") as f:
             f.truncate(length)
         return f"truncated {path.name} from {size} to {length} bytes"
+
     return corrupt
 
 
@@ -295,8 +339,13 @@ class CorruptFollower(Nemesis):
             ctx.cluster.stop(victim)
         what = ctx.cluster.corrupt(victim, ctx.log, tablet, corruptor)
         ctx.cluster.start(victim)
-        return Fault(f"{self.name}/{mode}", victim, started, ctx.clock(),
-                     f"tablet {tablet} ({role} just before the {how}): {what}")
+        return Fault(
+            f"{self.name}/{mode}",
+            victim,
+            started,
+            ctx.clock(),
+            f"tablet {tablet} ({role} just before the {how}): {what}",
+        )
 
 
 def _role(ctx: NemesisContext, tablet: int, node: str) -> str:
@@ -310,8 +359,14 @@ def _role(ctx: NemesisContext, tablet: int, node: str) -> str:
 
 
 ALL_NEMESES: tuple[Nemesis, ...] = (
-    KillLeader(), RestartLeader(), RestartController(), PauseLeader(), PartitionLeader(), KillAll(),
-    CorruptFollower(), RestartAll(),
+    KillLeader(),
+    RestartLeader(),
+    RestartController(),
+    PauseLeader(),
+    PartitionLeader(),
+    KillAll(),
+    CorruptFollower(),
+    RestartAll(),
 )
 
 

@@ -77,5 +77,7 @@ def describe_state(ctx: NemesisContext) -> str:
     except (NoAnswer, HttpError, OSError) as exc:
         shown = [repr(exc)]  # type: ignore[list-item]
     acked = ctx.workload.acked_since(ctx.clock() - 5) if ctx.workload else {}
-    return (f"running={ctx.cluster.running_nodes()} tablets(tablet, leader, epoch, isr)="
-            f"{shown} acked in the last 5 s per tablet={acked}")
+    return (
+        f"running={ctx.cluster.running_nodes()} tablets(tablet, leader, epoch, isr)="
+        f"{shown} acked in the last 5 s per tablet={acked}"
+    )

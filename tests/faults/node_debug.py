@@ -48,8 +48,7 @@ def await_chain(awaitable: object) -> list[str]:
             lines.append(f"awaiting {awaitable!r}"[:300])
             break
         lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
-        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom",
-                                                                      None)
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
     return lines
 
 
@@ -67,9 +66,14 @@ async def _watched_fetch_loop(self: follower.LeaderFetcher) -> None:
             raise  # closed on purpose
         task = asyncio.current_task()
         cancelling = task.cancelling() if task is not None else -1
-        log.warning("fetch loop from %s ended by %r (closing: %s, task.cancelling()=%s):\n%s",
-                    self.leader_id, exc, getattr(self, "_debug_closing", False), cancelling,
-                    "".join(traceback.format_exception(exc)))
+        log.warning(
+            "fetch loop from %s ended by %r (closing: %s, task.cancelling()=%s):\n%s",
+            self.leader_id,
+            exc,
+            getattr(self, "_debug_closing", False),
+            cancelling,
+            "".join(traceback.format_exception(exc)),
+        )
         raise
     log.warning("fetch loop from %s returned", self.leader_id)
 

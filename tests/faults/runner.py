@@ -58,7 +58,8 @@ def seed_from_env() -> int:
 def fault_cluster(base_dir: Path, *, netns: bool = False, size: int = 3) -> Iterator[Cluster]:
     """A running cluster for fault injection (in network namespaces with ``netns``)."""
     lab_cm: contextlib.AbstractContextManager[NetnsLab | None] = (
-        NetnsLab(size) if netns else contextlib.nullcontext())
+        NetnsLab(size) if netns else contextlib.nullcontext()
+    )
     with lab_cm as lab:
         cluster = Cluster.create(base_dir, size, lab=lab)
         cluster.node_command = ("-m", "tests.faults.node_debug")  # SIGUSR1: dump asyncio tasks
@@ -107,11 +108,18 @@ class Outcome:
 
     def save(self, path: Path) -> Path:
         """Write the history, notes and verdict as JSON (for a post-mortem); returns ``path``."""
-        path.write_text(json.dumps({
-            "seed": self.seed, "error": self.error, "notes": self.notes,
-            "anomalies": self.report.anomalies(), "examples": dict(self.report.examples),
-            "history": dataclasses.asdict(self.history),
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "seed": self.seed,
+                    "error": self.error,
+                    "notes": self.notes,
+                    "anomalies": self.report.anomalies(),
+                    "examples": dict(self.report.examples),
+                    "history": dataclasses.asdict(self.history),
+                }
+            )
+        )
         return path
 
     def table(self, title: str) -> str:
@@ -125,8 +133,11 @@ class Outcome:
 
 def create_log(cluster: Cluster, config: RunConfig) -> None:
     settings: dict[str, Any] = {
-        "tablets": config.tablets, "replication_factor": 3, "min_insync_replicas": 2,
-        "segment_bytes": config.segment_bytes, "fsync": "always",
+        "tablets": config.tablets,
+        "replication_factor": 3,
+        "min_insync_replicas": 2,
+        "segment_bytes": config.segment_bytes,
+        "fsync": "always",
     }
 
     def created() -> bool:
@@ -148,11 +159,19 @@ def run(cluster: Cluster, config: RunConfig) -> Outcome:
     clock = RunClock()
     create_log(cluster, config)
     urls = {n: node.url for n, node in cluster.nodes.items()}
-    workload = Workload(urls, config.log, config.tablets, seed=config.seed, clock=clock,
-                        config=config.workload)
-    ctx = NemesisContext(cluster, config.log, config.tablets, rng, clock, workload,
-                         stable_timeout_s=config.stable_timeout_s,
-                         progress=cluster.base_dir / "progress.log")
+    workload = Workload(
+        urls, config.log, config.tablets, seed=config.seed, clock=clock, config=config.workload
+    )
+    ctx = NemesisContext(
+        cluster,
+        config.log,
+        config.tablets,
+        rng,
+        clock,
+        workload,
+        stable_timeout_s=config.stable_timeout_s,
+        progress=cluster.base_dir / "progress.log",
+    )
     available = [n for n in config.nemeses if n.available(cluster) is None]
     assert available, f"none of {list(config.nemeses)} can run on this cluster"
     history = History()
@@ -165,8 +184,10 @@ def run(cluster: Cluster, config: RunConfig) -> Outcome:
             ctx.note(f"fault {i + 1}/{config.faults}: {nemesis.name}")
             fault = nemesis.run(ctx)
             history.faults.append(fault)
-            ctx.note(f"  {fault.kind} {fault.target} held {fault.healed - fault.started:.2f} s"
-                     f" {fault.detail}")
+            ctx.note(
+                f"  {fault.kind} {fault.target} held {fault.healed - fault.started:.2f} s"
+                f" {fault.detail}"
+            )
             waited = wait_stable(ctx, since=fault.healed)
             ctx.note(f"  whole again {waited:.2f} s after healing")
             time.sleep(rng.uniform(*config.gap_s))
@@ -189,16 +210,26 @@ def run(cluster: Cluster, config: RunConfig) -> Outcome:
     history.final_start = final.start
     history.final_errors = final.errors
     # The digests again, now that the final read is done (the converged ones were taken before).
-    history.replicas = {t: replica_states(urls, config.log, t, replicas.get(t, sorted(urls)))
-                        for t in range(config.tablets)}
+    history.replicas = {
+        t: replica_states(urls, config.log, t, replicas.get(t, sorted(urls)))
+        for t in range(config.tablets)
+    }
     if workload.crashed:
         error = (error + "; " if error else "") + f"workload crashed: {workload.crashed}"
-    return Outcome(check(history), history, config.seed, error, ctx.notes,
-                   dict(workload.read_errors), time.monotonic() - started)
+    return Outcome(
+        check(history),
+        history,
+        config.seed,
+        error,
+        ctx.notes,
+        dict(workload.read_errors),
+        time.monotonic() - started,
+    )
 
 
-def schedule(available: Sequence[Nemesis], config: RunConfig,
-             rng: random.Random) -> Iterator[Nemesis]:
+def schedule(
+    available: Sequence[Nemesis], config: RunConfig, rng: random.Random
+) -> Iterator[Nemesis]:
     """The ``config.faults`` nemeses to run, in order."""
     round_: list[Nemesis] = []
     for _ in range(config.faults):
@@ -222,8 +253,9 @@ def _heal_everything(cluster: Cluster) -> None:
                 cluster.start(node_id)
 
 
-def _converged_replicas(ctx: NemesisContext, urls: dict[str, str],
-                        timeout_s: float) -> dict[int, list[str]]:
+def _converged_replicas(
+    ctx: NemesisContext, urls: dict[str, str], timeout_s: float
+) -> dict[int, list[str]]:
     """Wait (bounded) until each tablet's replicas report equal digests; tablet → replicas."""
     replicas: dict[int, list[str]] = {}
 
@@ -234,8 +266,10 @@ def _converged_replicas(ctx: NemesisContext, urls: dict[str, str],
             states = replica_states(urls, ctx.log, tablet, nodes)
             if any(s.error for s in states):
                 return False
-            if len({(s.start_offset, s.high_watermark, s.end_offset, s.digest)
-                    for s in states}) != 1:
+            if (
+                len({(s.start_offset, s.high_watermark, s.end_offset, s.digest) for s in states})
+                != 1
+            ):
                 return False
         return True
 

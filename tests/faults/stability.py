@@ -32,8 +32,8 @@ from tests.waiting import wait_until
 def check_no_crash(cluster: Cluster) -> None:
     crashed = cluster.crashed_nodes()
     if crashed:
-        codes = {n: cluster.nodes[n].proc.returncode for n in crashed  # type: ignore[union-attr]
-                 }
+        procs = {n: cluster.nodes[n].proc for n in crashed}
+        codes = {n: proc.returncode if proc else None for n, proc in procs.items()}
         raise NodeCrashed(f"node process(es) exited on their own: {codes}")
 
 
@@ -55,8 +55,9 @@ def is_stable(ctx: NemesisContext, since: float | None) -> bool:
     return True
 
 
-def wait_stable(ctx: NemesisContext, since: float | None = None,
-                timeout_s: float | None = None) -> float:
+def wait_stable(
+    ctx: NemesisContext, since: float | None = None, timeout_s: float | None = None
+) -> float:
     """Wait until the cluster is whole again (see the module docstring); returns the seconds
     waited. ``since``: also wait for an acknowledged write on every tablet started after it."""
     started = time.monotonic()
@@ -72,17 +73,21 @@ def wait_stable(ctx: NemesisContext, since: float | None = None,
             pass
         if time.monotonic() > deadline:
             state = describe_state(ctx)
-            raise NemesisError(f"the cluster is not whole {timeout:.0f} s after the fault "
-                               f"was healed: {state}\n{diagnose(ctx)}\n"
-                               f"{dump_fetcher_tasks(ctx.cluster)}")
+            raise NemesisError(
+                f"the cluster is not whole {timeout:.0f} s after the fault "
+                f"was healed: {state}\n{diagnose(ctx)}\n"
+                f"{dump_fetcher_tasks(ctx.cluster)}"
+            )
         time.sleep(0.1)
 
 
 def diagnose(ctx: NemesisContext) -> str:
     """Every node's own view of the log's tablets, and what each leader knows of its followers
     (``/internal/tablets``): what a stuck replication looks like from every side."""
-    lines = ["diagnosis (each node's view: tablet leader@epoch isr; tablets it leads: "
-             "end/hw and followers' fetch offsets):"]
+    lines = [
+        "diagnosis (each node's view: tablet leader@epoch isr; tablets it leads: "
+        "end/hw and followers' fetch offsets):"
+    ]
     headers = {INTERNAL_TOKEN_HEADER: internal_token(SECRET)}
     for node_id, node in ctx.cluster.nodes.items():
         if not node.running:
@@ -90,21 +95,32 @@ def diagnose(ctx: NemesisContext) -> str:
             continue
         try:
             view = ctx.cluster.describe(ctx.log, node_id)["tablets"]
-            seen = " ".join(f"{t['tablet']}:{t['leader']}@{t['leader_epoch']}{t['isr']}"
-                            for t in view)
-            led = http("GET", f"{node.url}/internal/tablets?log={ctx.log}", timeout_s=5,
-                       headers=headers)["tablets"]
-            leading = " ".join(f"{t['tablet']}@{t['leader_epoch']} end {t['end_offset']} hw "
-                               f"{t['high_watermark']} followers {t['followers']}" for t in led)
+            seen = " ".join(
+                f"{t['tablet']}:{t['leader']}@{t['leader_epoch']}{t['isr']}" for t in view
+            )
+            led = http(
+                "GET", f"{node.url}/internal/tablets?log={ctx.log}", timeout_s=5, headers=headers
+            )["tablets"]
+            leading = " ".join(
+                f"{t['tablet']}@{t['leader_epoch']} end {t['end_offset']} hw "
+                f"{t['high_watermark']} followers {t['followers']}"
+                for t in led
+            )
             lines.append(f"  {node_id}: sees {seen}; leads {leading or 'nothing'}")
         except (HttpError, OSError, KeyError) as exc:
             lines.append(f"  {node_id}: {exc!r}")
     urls = {n: node.url for n, node in ctx.cluster.nodes.items()}
     for tablet in range(ctx.tablets):
         states = replica_states(urls, ctx.log, tablet, sorted(urls))
-        lines.append(f"  tablet {tablet} replicas: " + ", ".join(
-            f"{s.node} {s.error}" if s.error else
-            f"{s.node} end {s.end_offset} hw {s.high_watermark}" for s in states))
+        lines.append(
+            f"  tablet {tablet} replicas: "
+            + ", ".join(
+                f"{s.node} {s.error}"
+                if s.error
+                else f"{s.node} end {s.end_offset} hw {s.high_watermark}"
+                for s in states
+            )
+        )
     return "\n".join(lines)
 
 
@@ -120,8 +136,10 @@ def dump_fetcher_tasks(cluster: Cluster, timeout_s: float = 5.0) -> str:
             os.kill(node.proc.pid, signal.SIGUSR1)
 
     def dumped() -> bool:
-        return all(cluster.nodes[n].log_path.read_text(errors="replace").count(MARKER) > count
-                   for n, count in before.items())
+        return all(
+            cluster.nodes[n].log_path.read_text(errors="replace").count(MARKER) > count
+            for n, count in before.items()
+        )
 
     try:
         wait_until(dumped, timeout_s, "nodes log their asyncio tasks")
@@ -130,7 +148,7 @@ def dump_fetcher_tasks(cluster: Cluster, timeout_s: float = 5.0) -> str:
     out = ["replica fetch loops (asyncio task stacks; full dumps in the node logs):"]
     for node_id in before:
         text = cluster.nodes[node_id].log_path.read_text(errors="replace")
-        dump = text[text.rindex(MARKER):].split("==== end of tasks ====")[0]
+        dump = text[text.rindex(MARKER) :].split("==== end of tasks ====")[0]
         for section in dump.split("\n--- ")[1:]:
             if section.startswith("fetch-from"):
                 out.append(f"  {node_id}: --- " + section.rstrip().replace("\n", "\n    "))

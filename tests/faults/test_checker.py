@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.consume import replica_digest
-from storage.batch import build_batch, iter_records
 from storage.config import LogConfig
 from storage.log import TabletLog
 from tests.faults.checker import (
@@ -25,6 +24,7 @@ from tests.faults.checker import (
     recoveries,
 )
 from tests.faults.workload import Answer, classify
+from wire.batch import build_batch, iter_records
 
 
 def clean_history(attempts_per_tablet: int = 5, tablets: int = 2) -> History:
@@ -37,15 +37,33 @@ def clean_history(attempts_per_tablet: int = 5, tablets: int = 2) -> History:
         for n in range(attempts_per_tablet):
             values = tuple(f"t{tablet}-a{n}-{i}" for i in range(1 + n % 3))
             acked = tuple((tablet, offset + i) for i in range(len(values)))
-            history.attempts.append(Attempt(f"t{tablet}-a{n}", tablet, values, "ok", acked,
-                                            started=float(n), finished=n + 0.5))
-            final += [FinalRecord(offset + i, v, 1000 + offset + i, "k") for i, v in
-                      enumerate(values)]
+            history.attempts.append(
+                Attempt(
+                    f"t{tablet}-a{n}",
+                    tablet,
+                    values,
+                    "ok",
+                    acked,
+                    started=float(n),
+                    finished=n + 0.5,
+                )
+            )
+            final += [
+                FinalRecord(offset + i, v, 1000 + offset + i, "k") for i, v in enumerate(values)
+            ]
             offset += len(values)
-        history.attempts.append(Attempt(f"t{tablet}-fail", tablet, (f"t{tablet}-fail-0",),
-                                        "fail", error="503 not_enough_replicas"))
-        history.attempts.append(Attempt(f"t{tablet}-info", tablet, (f"t{tablet}-info-0",),
-                                        "info", error="503 timeout"))
+        history.attempts.append(
+            Attempt(
+                f"t{tablet}-fail",
+                tablet,
+                (f"t{tablet}-fail-0",),
+                "fail",
+                error="503 not_enough_replicas",
+            )
+        )
+        history.attempts.append(
+            Attempt(f"t{tablet}-info", tablet, (f"t{tablet}-info-0",), "info", error="503 timeout")
+        )
         final.append(FinalRecord(offset, f"t{tablet}-info-0", 1000 + offset, "k"))
         history.final[tablet] = final
         history.final_start[tablet] = 0
@@ -62,9 +80,13 @@ def with_final(history: History, tablet: int, records: list[FinalRecord]) -> His
     """``history`` with tablet's final read replaced, replicas agreeing with it."""
     final = {**history.final, tablet: records}
     assert history.replicas is not None
-    replicas = {**history.replicas, tablet: [
-        ReplicaState(s.node, 0, len(records), len(records), digest_of(records))
-        for s in history.replicas[tablet]]}
+    replicas = {
+        **history.replicas,
+        tablet: [
+            ReplicaState(s.node, 0, len(records), len(records), digest_of(records))
+            for s in history.replicas[tablet]
+        ],
+    }
     return replace(history, final=final, replicas=replicas)
 
 
@@ -137,8 +159,9 @@ def test_an_offset_read_with_two_values_is_divergent() -> None:
 
 def test_a_record_read_then_gone_vanished() -> None:
     history = clean_history()
-    history.reads.append(Read("r2", 0, len(history.final[0]), ((len(history.final[0]),
-                                                                 "t0-ghost-0"),)))
+    history.reads.append(
+        Read("r2", 0, len(history.final[0]), ((len(history.final[0]), "t0-ghost-0"),))
+    )
     history.attempts.append(Attempt("t0-ghost", 0, ("t0-ghost-0",), "info"))
     report = check(history)
     assert report.vanished == 1
@@ -188,8 +211,10 @@ def test_replicas_that_disagree_are_caught() -> None:
     assert history.replicas is not None
     good = history.replicas[0][0]
     history.replicas[0] = [good, replace(good, node="n2", digest="0" * 64)]
-    history.replicas[1] = [history.replicas[1][0],
-                           replace(history.replicas[1][1], high_watermark=3)]
+    history.replicas[1] = [
+        history.replicas[1][0],
+        replace(history.replicas[1][1], high_watermark=3),
+    ]
     report = check(history)
     assert report.replica_divergence == 2
     assert not report.ok
@@ -253,15 +278,23 @@ def test_the_digest_is_the_products_formula(tmp_path: Path) -> None:
     try:
         rng = random.Random(7)
         for n in range(20):
-            records = [(None if rng.random() < 0.3 else f"k{n}".encode(), f"v{n}-{i}é".encode())
-                       for i in range(rng.randint(1, 4))]
+            records = [
+                (None if rng.random() < 0.3 else f"k{n}".encode(), f"v{n}-{i}é".encode())
+                for i in range(rng.randint(1, 4))
+            ]
             log.append_as_leader(build_batch(records, create_time_ms=1000 + n), 0)
         log.flush()
         log.set_high_watermark(log.end_offset)
         data = log.read_bytes(0, 1 << 20)
-        final = [FinalRecord(r.offset, r.value.decode() if r.value is not None else "",
-                             r.timestamp, r.key.decode() if r.key is not None else None)
-                 for r in iter_records(data)]
+        final = [
+            FinalRecord(
+                r.offset,
+                r.value.decode() if r.value is not None else "",
+                r.timestamp,
+                r.key.decode() if r.key is not None else None,
+            )
+            for r in iter_records(data)
+        ]
         assert digest_of(final) == replica_digest(log, 0)["digest"]
     finally:
         log.close()
@@ -284,10 +317,12 @@ MUTATIONS = ("drop", "duplicate", "garbage", "swap", "ghost-read")
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), mutation=st.sampled_from(MUTATIONS),
-       attempts=st.integers(3, 12))
-def test_any_single_mutation_of_a_clean_history_is_caught(seed: int, mutation: str,
-                                                          attempts: int) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1), mutation=st.sampled_from(MUTATIONS), attempts=st.integers(3, 12)
+)
+def test_any_single_mutation_of_a_clean_history_is_caught(
+    seed: int, mutation: str, attempts: int
+) -> None:
     history = clean_history(attempts)
     assert check(history).ok
     rng = random.Random(seed)
@@ -296,7 +331,7 @@ def test_any_single_mutation_of_a_clean_history_is_caught(seed: int, mutation: s
     i = rng.randrange(len(records) - 1)  # an acknowledged record (the last is the unknown one)
     end = len(records)
     if mutation == "drop":
-        records = [replace(r, offset=k) for k, r in enumerate(records[:i] + records[i + 1:])]
+        records = [replace(r, offset=k) for k, r in enumerate(records[:i] + records[i + 1 :])]
     elif mutation == "duplicate":
         records.append(replace(records[i], offset=end))
     elif mutation == "garbage":
@@ -305,8 +340,10 @@ def test_any_single_mutation_of_a_clean_history_is_caught(seed: int, mutation: s
         j = (i + 1) % (len(records) - 1)
         if records[i].value == records[j].value:
             return
-        records[i], records[j] = (replace(records[i], value=records[j].value),
-                                  replace(records[j], value=records[i].value))
+        records[i], records[j] = (
+            replace(records[i], value=records[j].value),
+            replace(records[j], value=records[i].value),
+        )
     else:  # a reader saw something the final state does not have
         history.reads.append(Read("rx", tablet, end, ((end, f"t{tablet}-a0-0"),)))
     mutated = with_final(history, tablet, records)

@@ -36,8 +36,9 @@ needs_netns = [
 ]
 
 
-def verdict(outcome: Outcome, cluster: Cluster, title: str,
-            capsys: pytest.CaptureFixture[str]) -> None:
+def verdict(
+    outcome: Outcome, cluster: Cluster, title: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Print the table (past pytest's capture); save the history beside the node logs; fail
     with the table, the nemeses' notes and the node logs."""
     table = outcome.table(title)
@@ -46,8 +47,10 @@ def verdict(outcome: Outcome, cluster: Cluster, title: str,
         print(f"\n{table}\n  history and node logs: {saved.parent}")
     if not outcome.ok:
         notes = "\n".join(outcome.notes)
-        pytest.fail(f"{table}\n--- nemeses ---\n{notes}\n--- node logs ---\n"
-                    f"{cluster.logs_tail(80)}", pytrace=False)
+        pytest.fail(
+            f"{table}\n--- nemeses ---\n{notes}\n--- node logs ---\n{cluster.logs_tail(80)}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.parametrize(
@@ -65,11 +68,18 @@ def verdict(outcome: Outcome, cluster: Cluster, title: str,
         pytest.param([RestartAll()], 2, False, id="restart-all"),
     ],
 )
-def test_nemesis_loses_nothing(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str],
-                               nemeses: Sequence[Nemesis], faults: int, netns: bool) -> None:
+def test_nemesis_loses_nothing(
+    tmp_path: Path,
+    seed: int,
+    capsys: pytest.CaptureFixture[str],
+    nemeses: Sequence[Nemesis],
+    faults: int,
+    netns: bool,
+) -> None:
     title = "+".join(repr(n) for n in nemeses)
     with fault_cluster(tmp_path, netns=netns) as cluster:
-        outcome = run(cluster, RunConfig(nemeses, faults, seed, stable_timeout_s=40,
-                                         converge_timeout_s=30))
+        outcome = run(
+            cluster, RunConfig(nemeses, faults, seed, stable_timeout_s=40, converge_timeout_s=30)
+        )
         assert outcome.report.faults == faults or outcome.error
         verdict(outcome, cluster, title, capsys)

@@ -35,15 +35,18 @@ TABLETS = 3
 
 
 def _context(cluster: Cluster, workload: Workload | None, clock: RunClock) -> NemesisContext:
-    return NemesisContext(cluster, LOG, TABLETS, random.Random(0), clock, workload,
-                          stable_timeout_s=45)
+    return NemesisContext(
+        cluster, LOG, TABLETS, random.Random(0), clock, workload, stable_timeout_s=45
+    )
 
 
 def _fill(cluster: Cluster, tablet: int, records: int) -> None:
     """Produce ``records`` acknowledged records to ``tablet`` in batches of 50."""
     for start in range(0, records, 50):
-        batch = [{"key": f"k{i % 7}", "value": f"fill-{tablet}-{i}-" + "x" * 40,
-                  "tablet": tablet} for i in range(start, min(start + 50, records))]
+        batch = [
+            {"key": f"k{i % 7}", "value": f"fill-{tablet}-{i}-" + "x" * 40, "tablet": tablet}
+            for i in range(start, min(start + 50, records))
+        ]
         cluster.produce(LOG, batch, timeout_s=30)
 
 
@@ -59,8 +62,11 @@ def test_a_bit_flip_in_a_followers_closed_segment_is_detected_and_repaired(
         _fill(cluster, 0, 1500)
         info = cluster.tablet(LOG, 0)
         follower = next(r for r in info["isr"] if r != info["leader"])
-        wait_until(lambda: cluster.digests_agree(LOG, 0, info["replicas"]), 30,
-                   "replicas agree before the fault")
+        wait_until(
+            lambda: cluster.digests_agree(LOG, 0, info["replicas"]),
+            30,
+            "replicas agree before the fault",
+        )
         cluster.stop(follower)
         directory = cluster.tablet_dir(follower, LOG, 0)
         first = sorted(directory.glob("*.log"))[0]
@@ -97,8 +103,14 @@ def test_replication_resumes_after_a_whole_cluster_crash_with_a_late_leader(
         create_log(cluster, RunConfig([], 0, 0, log=LOG, tablets=TABLETS))
         clock = RunClock()
         urls = {n: node.url for n, node in cluster.nodes.items()}
-        workload = Workload(urls, LOG, TABLETS, seed=1, clock=clock,
-                            config=WorkloadConfig(idempotent_writers_per_tablet=0))
+        workload = Workload(
+            urls,
+            LOG,
+            TABLETS,
+            seed=1,
+            clock=clock,
+            config=WorkloadConfig(idempotent_writers_per_tablet=0),
+        )
         ctx = _context(cluster, workload, clock)
         workload.start()
         try:
@@ -108,7 +120,9 @@ def test_replication_resumes_after_a_whole_cluster_crash_with_a_late_leader(
                 assert controller is not None
                 late = wait_until(  # preferred leaders move back after a restart
                     functools.partial(_led_by_another, cluster, controller),
-                    60, f"a tablet led by another node than the controller {controller}")
+                    60,
+                    f"a tablet led by another node than the controller {controller}",
+                )
                 first = next(n for n in cluster.nodes if n not in (controller, late))
                 cluster.crash_all()
                 cluster.start(first)
@@ -119,8 +133,10 @@ def test_replication_resumes_after_a_whole_cluster_crash_with_a_late_leader(
                 try:
                     wait_stable(ctx, since=clock())
                 except AssertionError as exc:
-                    pytest.fail(f"{exc}\n{dump_fetcher_tasks(cluster)}\n"
-                                f"{_fetch_loop_deaths(cluster)}", pytrace=False)
+                    pytest.fail(
+                        f"{exc}\n{dump_fetcher_tasks(cluster)}\n{_fetch_loop_deaths(cluster)}",
+                        pytrace=False,
+                    )
             deaths = _fetch_loop_deaths(cluster)
             # A fetch loop that ends while its node runs is never restarted: that follower
             # stops replicating from that leader for good (the ISR shrinks and stays shrunk).
@@ -137,10 +153,12 @@ def _led_by_another(cluster: Cluster, controller: str) -> str | None:
 
 def _fetch_loop_deaths(cluster: Cluster) -> str:
     """node_debug's warnings about fetch loops that ended (their tracebacks are in the logs)."""
-    deaths = [line.split(" (closing")[0]
-              for node in cluster.nodes.values()
-              for line in node.log_path.read_text(errors="replace").splitlines()
-              if "fetch loop from" in line and "ended by" in line]
+    deaths = [
+        line.split(" (closing")[0]
+        for node in cluster.nodes.values()
+        for line in node.log_path.read_text(errors="replace").splitlines()
+        if "fetch loop from" in line and "ended by" in line
+    ]
     return "\n".join(deaths) or "no fetch loop ended"
 
 
@@ -154,8 +172,14 @@ def test_stopping_the_controller_leaves_the_other_nodes_in_charge(tmp_path: Path
         create_log(cluster, RunConfig([], 0, 0, log=LOG, tablets=TABLETS))
         clock = RunClock()
         urls = {n: node.url for n, node in cluster.nodes.items()}
-        workload = Workload(urls, LOG, TABLETS, seed=3, clock=clock,
-                            config=WorkloadConfig(idempotent_writers_per_tablet=0))
+        workload = Workload(
+            urls,
+            LOG,
+            TABLETS,
+            seed=3,
+            clock=clock,
+            config=WorkloadConfig(idempotent_writers_per_tablet=0),
+        )
         ctx = _context(cluster, workload, clock)
         workload.start()
         try:
@@ -168,20 +192,27 @@ def test_stopping_the_controller_leaves_the_other_nodes_in_charge(tmp_path: Path
 
             def served_by_the_others() -> bool:
                 tablets = tablets_view(ctx)
-                return all(t["leader"] in others and set(others) <= set(t["isr"])
-                           for t in tablets) and \
-                    all(n > 0 for n in workload.acked_since(stopped_at).values())
+                return all(
+                    t["leader"] in others and set(others) <= set(t["isr"]) for t in tablets
+                ) and all(n > 0 for n in workload.acked_since(stopped_at).values())
 
             try:
-                wait_until(served_by_the_others, 20, f"{others} serve every tablet without "
-                           f"{controller}")
+                wait_until(
+                    served_by_the_others, 20, f"{others} serve every tablet without {controller}"
+                )
             except AssertionError as exc:
-                fenced = [line for n in [*others, controller]
-                          for line in cluster.nodes[n].log_path.read_text().splitlines()
-                          if "fenced" in line]
-                pytest.fail(f"{exc} (stopped at t={stopped_at:.1f}): "
-                            f"{[(t['tablet'], t['leader'], t['isr']) for t in tablets_view(ctx)]}"
-                            "\n" + "\n".join(fenced[-6:]), pytrace=False)
+                fenced = [
+                    line
+                    for n in [*others, controller]
+                    for line in cluster.nodes[n].log_path.read_text().splitlines()
+                    if "fenced" in line
+                ]
+                pytest.fail(
+                    f"{exc} (stopped at t={stopped_at:.1f}): "
+                    f"{[(t['tablet'], t['leader'], t['isr']) for t in tablets_view(ctx)]}"
+                    "\n" + "\n".join(fenced[-6:]),
+                    pytrace=False,
+                )
         finally:
             workload.stop()
 
@@ -216,9 +247,18 @@ def test_a_truncated_segment_on_the_restarted_controller_loses_nothing(tmp_path:
     segments of tablet 0 is cut, it starts again. Two intact replicas hold every record; the
     checker must find nothing lost."""
     with fault_cluster(tmp_path) as cluster:
-        outcome = run(cluster, RunConfig([StopControllerTruncateRestart()], 2, 7, log=LOG,
-                                         tablets=TABLETS, stable_timeout_s=40,
-                                         converge_timeout_s=30))
+        outcome = run(
+            cluster,
+            RunConfig(
+                [StopControllerTruncateRestart()],
+                2,
+                7,
+                log=LOG,
+                tablets=TABLETS,
+                stable_timeout_s=40,
+                converge_timeout_s=30,
+            ),
+        )
         table = outcome.table("stop controller, truncate its segment, restart")
         print(table)
         assert outcome.ok, table + "\n" + "\n".join(outcome.notes)

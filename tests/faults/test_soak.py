@@ -20,8 +20,7 @@ from tests.netns import netns_available
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(4 * 3600)]
 
 
-def test_soak_every_nemesis(tmp_path: Path, seed: int,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_soak_every_nemesis(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> None:
     faults = int(os.environ.get("TABLETLOG_SOAK_FAULTS", "200"))
     names = os.environ.get("TABLETLOG_SOAK_NEMESES")
     nemeses = [by_name(n.strip()) for n in names.split(",")] if names else list(ALL_NEMESES)
@@ -29,6 +28,7 @@ def test_soak_every_nemesis(tmp_path: Path, seed: int,
     if not netns:
         nemeses = [n for n in nemeses if not n.needs_netns]
     with fault_cluster(tmp_path, netns=netns) as cluster:
-        outcome = run(cluster, RunConfig(nemeses, faults, seed, schedule="cycle",
-                                         stable_timeout_s=90))
+        outcome = run(
+            cluster, RunConfig(nemeses, faults, seed, schedule="cycle", stable_timeout_s=90)
+        )
         verdict(outcome, cluster, f"soak: {', '.join(map(repr, nemeses))}", capsys)

@@ -37,8 +37,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from replication.partitioning import tablet_for_key
-from storage.batch import build_batch
 from tests.faults.final_state import final_read, replica_states
 from tests.faults.history import Attempt, Outcome, Read
 from tests.faults.workload_http import (
@@ -50,9 +48,17 @@ from tests.faults.workload_http import (
     record_value,
 )
 from tests.waiting import wait_until
+from wire.batch import build_batch
+from wire.partitioning import tablet_for_key
 
 __all__ = [
-    "Answer", "RunClock", "Workload", "WorkloadConfig", "classify", "final_read", "keys_for",
+    "Answer",
+    "RunClock",
+    "Workload",
+    "WorkloadConfig",
+    "classify",
+    "final_read",
+    "keys_for",
     "replica_states",
 ]
 
@@ -95,8 +101,16 @@ class WorkloadConfig:
 class Workload:
     """Writers and readers against one log; ``attempts`` and ``reads`` are the history."""
 
-    def __init__(self, urls: Mapping[str, str], log: str, tablets: int, *, seed: int,
-                 clock: RunClock, config: WorkloadConfig | None = None) -> None:
+    def __init__(
+        self,
+        urls: Mapping[str, str],
+        log: str,
+        tablets: int,
+        *,
+        seed: int,
+        clock: RunClock,
+        config: WorkloadConfig | None = None,
+    ) -> None:
         self.urls = dict(urls)
         self.log = log
         self.tablets = tablets
@@ -121,12 +135,14 @@ class Workload:
         for tablet in range(self.tablets):
             for _ in range(self.config.writers_per_tablet):
                 explicit = writer % 2 == 0
-                self._writers.append(self._thread(f"writer-{writer}", self._write_loop,
-                                                  writer, tablet, explicit))
+                self._writers.append(
+                    self._thread(f"writer-{writer}", self._write_loop, writer, tablet, explicit)
+                )
                 writer += 1
             for _ in range(self.config.idempotent_writers_per_tablet):
-                self._writers.append(self._thread(f"writer-{writer}", self._idempotent_loop,
-                                                  writer, tablet))
+                self._writers.append(
+                    self._thread(f"writer-{writer}", self._idempotent_loop, writer, tablet)
+                )
                 writer += 1
             self._readers.append(self._thread(f"reader-{tablet}", self._read_loop, tablet))
         for thread in (*self._writers, *self._readers):
@@ -140,6 +156,7 @@ class Workload:
                 with self._lock:
                     self.crashed.append(f"{name}: {exc!r}")
                 raise
+
         return threading.Thread(target=run, name=name, daemon=True)
 
     def stop_writers(self) -> None:
@@ -155,8 +172,11 @@ class Workload:
         Returns whether they all got there in time.
         """
         try:
-            wait_until(lambda: all(self.reader_offsets[t] >= o for t, o in targets.items()),
-                       timeout_s, "readers caught up with the final high watermarks")
+            wait_until(
+                lambda: all(self.reader_offsets[t] >= o for t, o in targets.items()),
+                timeout_s,
+                "readers caught up with the final high watermarks",
+            )
             caught_up = True
         except AssertionError:
             caught_up = False
@@ -201,24 +221,26 @@ class Workload:
                 for record in records:
                     record["tablet"] = tablet
             node = rng.choice(nodes)
-            url = (f"{self.urls[node]}/v1/logs/{self.log}/records"
-                   f"?timeout_ms={cfg.server_timeout_ms}")
+            url = f"{self.urls[node]}/v1/logs/{self.log}/records?timeout_ms={cfg.server_timeout_ms}"
             started = self.clock()
-            answer = call("POST", url, {"records": records, "acks": "all"},
-                          timeout_s=cfg.client_timeout_s)
+            answer = call(
+                "POST", url, {"records": records, "acks": "all"}, timeout_s=cfg.client_timeout_s
+            )
             finished = self.clock()
             outcome = classify(answer)
             acked: tuple[tuple[int, int], ...] = ()
             error = ""
             if outcome == "ok":
-                acked = tuple((int(p["tablet"]), int(p["offset"]))
-                              for p in answer.body["offsets"])
+                acked = tuple((int(p["tablet"]), int(p["offset"])) for p in answer.body["offsets"])
             else:
                 message = answer.body.get("message", "") if isinstance(answer.body, dict) else ""
                 error = f"{answer.status} {error_code(answer)} {message}".strip()
             with self._lock:
-                self.attempts.append(Attempt(attempt_id, tablet, values, outcome, acked,
-                                             started, finished, node, error))
+                self.attempts.append(
+                    Attempt(
+                        attempt_id, tablet, values, outcome, acked, started, finished, node, error
+                    )
+                )
             time.sleep(cfg.pace_s if outcome == "ok" else cfg.backoff_s)
 
     def _idempotent_loop(self, writer: int, tablet: int) -> None:
@@ -233,9 +255,13 @@ class Workload:
             n += 1
             values = tuple(f"{attempt_id}-{i}" for i in range(rng.randint(1, cfg.batch_max)))
             key = f"w{writer}k{n % 8}".encode()
-            batch = build_batch([(key, v.encode()) for v in values],
-                                create_time_ms=int(time.time() * 1000), producer_id=producer_id,
-                                producer_epoch=0, base_sequence=sequence)
+            batch = build_batch(
+                [(key, v.encode()) for v in values],
+                create_time_ms=int(time.time() * 1000),
+                producer_id=producer_id,
+                producer_epoch=0,
+                base_sequence=sequence,
+            )
             started = self.clock()
             sends = 0
             outcome: Outcome = "info"
@@ -245,8 +271,10 @@ class Workload:
             node = ""
             while True:
                 node = rng.choice(nodes)
-                url = (f"{self.urls[node]}/v1/logs/{self.log}/tablets/{tablet}/batches"
-                       f"?acks=all&timeout_ms={cfg.server_timeout_ms}")
+                url = (
+                    f"{self.urls[node]}/v1/logs/{self.log}/tablets/{tablet}/batches"
+                    f"?acks=all&timeout_ms={cfg.server_timeout_ms}"
+                )
                 sends += 1
                 answer = post_bytes(url, batch, cfg.client_timeout_s)
                 if answer.status == 200:
@@ -267,9 +295,20 @@ class Workload:
                     break  # unknown: the last send may or may not have been written
                 time.sleep(cfg.backoff_s)
             with self._lock:
-                self.attempts.append(Attempt(attempt_id, tablet, values, outcome, acked,
-                                             started, self.clock(), node,
-                                             "; ".join(errors[-3:]), sends))
+                self.attempts.append(
+                    Attempt(
+                        attempt_id,
+                        tablet,
+                        values,
+                        outcome,
+                        acked,
+                        started,
+                        self.clock(),
+                        node,
+                        "; ".join(errors[-3:]),
+                        sends,
+                    )
+                )
             if outcome != "ok":
                 # Refused, or given up: start a new producer session.
                 producer_id = rng.randrange(1, 2**62)
@@ -288,8 +327,10 @@ class Workload:
         while not self._stop_readers.is_set():
             offset = self.reader_offsets[tablet]
             node = rng.choice(nodes)
-            url = (f"{self.urls[node]}/v1/logs/{self.log}/tablets/{tablet}/records?offset="
-                   f"{offset}&wait_ms={cfg.poll_wait_ms}&max_records={cfg.poll_max_records}")
+            url = (
+                f"{self.urls[node]}/v1/logs/{self.log}/tablets/{tablet}/records?offset="
+                f"{offset}&wait_ms={cfg.poll_wait_ms}&max_records={cfg.poll_max_records}"
+            )
             answer = call("GET", url, timeout_s=cfg.poll_wait_ms / 1000 + 4)
             at = self.clock()
             if answer.status != 200 or not isinstance(answer.body, dict):

@@ -21,14 +21,21 @@ GOOD: dict[str, Any] = {
         {"id": "n2", "host": "127.0.0.1", "api_port": 7102, "raft_port": 7202},
     ],
     "data_dir": "./data/{node}",
-    "log_defaults": {"tablets": 2, "replication_factor": 2, "min_insync_replicas": 1,
-                     "segment_bytes": 1048576, "retention_ms": None, "retention_bytes": None,
-                     "fsync": "always"},
+    "log_defaults": {
+        "tablets": 2,
+        "replication_factor": 2,
+        "min_insync_replicas": 1,
+        "segment_bytes": 1048576,
+        "retention_ms": None,
+        "retention_bytes": None,
+        "fsync": "always",
+    },
 }
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "cluster-configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "cluster-configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_loads(path: Path) -> None:
     config = load_config(path, env={"TABLETLOG_SECRET": "secret-from-the-environment"})
     assert config.nodes
@@ -100,13 +107,20 @@ def test_secret_from_environment() -> None:
         ({"cluster": {"name": "t"}}, "missing cluster.secret"),
     ],
 )
-def test_node_exits_nonzero_with_one_line(tmp_path: Path, mutation: dict[str, Any],
-                                          reason: str) -> None:
+def test_node_exits_nonzero_with_one_line(
+    tmp_path: Path, mutation: dict[str, Any], reason: str
+) -> None:
     raw = {**GOOD, **mutation}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, "-m", "node", "--config", str(path), "--node", "n1"],
-                          capture_output=True, text=True, cwd=REPO, timeout=30, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "node", "--config", str(path), "--node", "n1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and reason in lines[0], proc.stderr
@@ -115,8 +129,14 @@ def test_node_exits_nonzero_with_one_line(tmp_path: Path, mutation: dict[str, An
 def test_unknown_node_id_exits_nonzero(tmp_path: Path) -> None:
     path = tmp_path / "good.yaml"
     path.write_text(yaml.safe_dump(GOOD))
-    proc = subprocess.run([sys.executable, "-m", "node", "--config", str(path), "--node", "n9"],
-                          capture_output=True, text=True, cwd=REPO, timeout=30, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "node", "--config", str(path), "--node", "n9"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "unknown node id 'n9'" in proc.stderr
 
@@ -124,8 +144,14 @@ def test_unknown_node_id_exits_nonzero(tmp_path: Path) -> None:
 def test_machines_may_share_ports_and_bind_everywhere() -> None:
     raw = yaml.safe_load(yaml.safe_dump(GOOD))
     raw["nodes"] = [
-        {"id": f"n{i}", "host": f"10.0.0.{i}", "bind": "0.0.0.0", "api_port": 7101,
-         "raft_port": 7201} for i in (1, 2, 3)
+        {
+            "id": f"n{i}",
+            "host": f"10.0.0.{i}",
+            "bind": "0.0.0.0",
+            "api_port": 7101,
+            "raft_port": 7201,
+        }
+        for i in (1, 2, 3)
     ]
     config = parse_config(raw, env={})
     assert config.node("n2").bind_host == "0.0.0.0"

@@ -26,7 +26,8 @@ def one_try(c: Cluster, first: str) -> float:
         state = cluster_state()
         tablets = http("GET", f"{c.nodes[first].url}/v1/logs/m", timeout_s=2)["tablets"]
         ok = all(n["alive"] for n in state["nodes"]) and all(
-            len(t["isr"]) == 3 and t["leader"] for t in tablets)
+            len(t["isr"]) == 3 and t["leader"] for t in tablets
+        )
         return state["controller"] if ok else None
 
     ctl = wait_until(healthy, 60, "a controller, every node alive, every ISR full")
@@ -38,19 +39,31 @@ def one_try(c: Cluster, first: str) -> float:
     led = [t for t in tablets() if t["leader"] == ctl]
     if not led:  # make the controller a tablet leader (as preferred-leader balancing would)
         t = tablets()[0]
-        http("POST", f"{c.nodes[ctl].url}/internal/controller/elect_leader",
-             {"log": "m", "tablet": t["tablet"], "leader_epoch": t["leader_epoch"],
-              "new_leader": ctl}, headers={INTERNAL_TOKEN_HEADER: internal_token(SECRET)})
-        led = wait_until(lambda: [t for t in tablets() if t["leader"] == ctl], 10,
-                         "the controller leads a tablet")
+        http(
+            "POST",
+            f"{c.nodes[ctl].url}/internal/controller/elect_leader",
+            {
+                "log": "m",
+                "tablet": t["tablet"],
+                "leader_epoch": t["leader_epoch"],
+                "new_leader": ctl,
+            },
+            headers={INTERNAL_TOKEN_HEADER: internal_token(SECRET)},
+        )
+        led = wait_until(
+            lambda: [t for t in tablets() if t["leader"] == ctl],
+            10,
+            "the controller leads a tablet",
+        )
     tablet = led[0]
     killed = time.monotonic()
     c.kill(ctl)
 
     def moved() -> bool:
         now = tablets()[tablet["tablet"]]
-        return bool(now["leader"] not in (None, ctl)
-                    and now["leader_epoch"] > tablet["leader_epoch"])
+        return bool(
+            now["leader"] not in (None, ctl) and now["leader_epoch"] > tablet["leader_epoch"]
+        )
 
     wait_until(moved, 30, "a new leader for the tablet", interval_s=0.005)
     took = time.monotonic() - killed
@@ -65,15 +78,20 @@ def main() -> None:
     samples: list[float] = []
     with Cluster.running(Path(tempfile.mkdtemp())) as c:
         first = next(iter(c.nodes))
-        controller = wait_until(lambda: http("GET", f"{c.nodes[first].url}/v1/cluster")
-                                ["controller"], 20, "a controller")
+        controller = wait_until(
+            lambda: http("GET", f"{c.nodes[first].url}/v1/cluster")["controller"],
+            20,
+            "a controller",
+        )
         http("POST", f"{c.nodes[controller].url}/v1/logs", {"name": "m", "tablets": 3})
         for attempt in range(args.tries):
             first = "n1" if attempt % 2 else "n2"
             samples.append(one_try(c, first))
             print(f"try {attempt + 1}: {samples[-1]:.3f} s", flush=True)
-    print(f"median {statistics.median(samples):.3f} s, min {min(samples):.3f}, "
-          f"max {max(samples):.3f} over {len(samples)}")
+    print(
+        f"median {statistics.median(samples):.3f} s, min {min(samples):.3f}, "
+        f"max {max(samples):.3f} over {len(samples)}"
+    )
 
 
 if __name__ == "__main__":

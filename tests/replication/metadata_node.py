@@ -39,16 +39,20 @@ def view_json(view: ClusterView) -> dict[str, Any]:
         "controller": view.controller,
         "controller_term": view.controller_term,
         "applied_index": view.applied_index,
-        "nodes": {n.id: {"address": n.address, "alive": n.alive, "incarnation": n.incarnation}
-                  for n in view.nodes.values()},
+        "nodes": {
+            n.id: {"address": n.address, "alive": n.alive, "incarnation": n.incarnation}
+            for n in view.nodes.values()
+        },
         "logs": {name: dict(info.settings) for name, info in view.logs.items()},
-        "tablets": [tablet_to_json(t) for t in sorted(view.tablets.values(),
-                                                       key=lambda t: (t.log, t.index))],
+        "tablets": [
+            tablet_to_json(t) for t in sorted(view.tablets.values(), key=lambda t: (t.log, t.index))
+        ],
     }
 
 
-async def watch_leaders(store: MetadataStore, node_id: str, controller: Controller,
-                        client: ControllerClient) -> None:
+async def watch_leaders(
+    store: MetadataStore, node_id: str, controller: Controller, client: ControllerClient
+) -> None:
     """Imitate the follower fetch loops: report leaders whose port refuses connections."""
     while True:
         await asyncio.sleep(0.1)
@@ -63,8 +67,9 @@ async def watch_leaders(store: MetadataStore, node_id: str, controller: Controll
                 if controller.is_active:
                     await controller.report_unreachable(node_id, leader or "")
                 elif target and target in view.nodes:
-                    await client.report_unreachable(view.nodes[target].address, node_id,
-                                                    leader or "")
+                    await client.report_unreachable(
+                        view.nodes[target].address, node_id, leader or ""
+                    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -72,13 +77,18 @@ async def main(args: argparse.Namespace) -> None:
     spec = config.node(args.node)
     loop = asyncio.get_running_loop()
     voters = args.voters.split(",") if args.voters else None
-    store = MetadataStore(config, args.node, Path(args.data_dir) / "raft", loop,
-                          compaction_min_entries=args.compaction_entries, voters=voters)
+    store = MetadataStore(
+        config,
+        args.node,
+        Path(args.data_dir) / "raft",
+        loop,
+        compaction_min_entries=args.compaction_entries,
+        voters=voters,
+    )
     session = aiohttp.ClientSession()
     client = ControllerClient(session, config.secret)
     controller = Controller(store, args.node, config, client)
-    heartbeater = Heartbeater(store, args.node, time.time_ns(), spec.api_address, config,
-                              client)
+    heartbeater = Heartbeater(store, args.node, time.time_ns(), spec.api_address, config, client)
 
     def authorized(request: web.Request) -> bool:
         return token_is_valid(request.headers.get(INTERNAL_TOKEN_HEADER), config.secret)
@@ -89,8 +99,14 @@ async def main(args: argparse.Namespace) -> None:
     async def state(request: web.Request) -> web.Response:
         if not authorized(request):
             return web.json_response({"error": "unauthorized"}, status=401)
-        return web.json_response({"view": view_json(store.view), "status": store.status(),
-                                  "active": controller.is_active, "ready": store.ready})
+        return web.json_response(
+            {
+                "view": view_json(store.view),
+                "status": store.status(),
+                "active": controller.is_active,
+                "ready": store.ready,
+            }
+        )
 
     async def propose(request: web.Request) -> web.Response:
         if not authorized(request):
@@ -103,8 +119,13 @@ async def main(args: argparse.Namespace) -> None:
         return web.json_response(result)
 
     app = web.Application()
-    app.add_routes([web.get("/healthz", healthz), web.get("/debug/state", state),
-                    web.post("/debug/propose", propose)])
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/debug/state", state),
+            web.post("/debug/propose", propose),
+        ]
+    )
     app.add_routes(controller_routes(controller, config.secret))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -131,6 +152,7 @@ if __name__ == "__main__":
     parser.add_argument("--compaction-entries", type=int, default=5000)
     parser.add_argument("--watch-leaders", action="store_true")
     parser.add_argument("--voters", help="comma-separated voter ids (default: every node)")
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(main(parser.parse_args()))

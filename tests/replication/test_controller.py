@@ -53,8 +53,9 @@ async def setup(
     store, raft = fake_store(config(tuning=TUNING))
     raft.leader = leader
     clock, http = FakeClock(), FakeHttp()
-    controller = Controller(store, "n1", store_config(store), http, clock,
-                            rebalance_after_s=rebalance_after_s)
+    controller = Controller(
+        store, "n1", store_config(store), http, clock, rebalance_after_s=rebalance_after_s
+    )
     return controller, store, raft, clock, http
 
 
@@ -71,8 +72,9 @@ async def settle(controller: Controller) -> None:
         await asyncio.wait(pending, timeout=1)
 
 
-async def run_for(controller: Controller, clock: FakeClock, seconds: float,
-                  beating: dict[str, int]) -> None:
+async def run_for(
+    controller: Controller, clock: FakeClock, seconds: float, beating: dict[str, int]
+) -> None:
     """Advance time as the real loop would (0.1 s rounds); ``beating`` nodes heartbeat."""
     for _ in range(round(seconds / 0.1)):
         clock.now += 0.1
@@ -83,7 +85,8 @@ async def run_for(controller: Controller, clock: FakeClock, seconds: float,
 
 
 async def active_cluster(
-    incarnations: dict[str, int] | None = None, rebalance_after_s: float | None = None,
+    incarnations: dict[str, int] | None = None,
+    rebalance_after_s: float | None = None,
 ) -> tuple[Controller, MetadataStore, FakeRaft, FakeClock, FakeHttp]:
     """An active controller n1 with n1..n3 registered."""
     controller, store, raft, clock, http = await setup(rebalance_after_s=rebalance_after_s)
@@ -226,8 +229,7 @@ async def test_create_log_spreads_leaders_and_rejects_duplicates() -> None:
     with pytest.raises(AlreadyExists):
         await controller.create_log("x", LogSettings())
     with pytest.raises(InvalidRequest):
-        await controller.create_log("y", LogSettings(replication_factor=4,
-                                                     min_insync_replicas=1))
+        await controller.create_log("y", LogSettings(replication_factor=4, min_insync_replicas=1))
     await controller.delete_log("x")
     assert "x" not in store.view.logs
     with pytest.raises(UnknownLog):
@@ -240,16 +242,16 @@ async def test_alter_isr_and_elect_leader_are_compare_and_set() -> None:
     (t0,) = await controller.create_log("x", LogSettings(tablets=1, replication_factor=3))
     assert t0.leader is not None
     other = next(r for r in t0.replicas if r != t0.leader)
-    shrunk = await controller.alter_isr("x", 0, t0.leader, t0.leader_epoch, t0.version,
-                                        [t0.leader, other])
+    shrunk = await controller.alter_isr(
+        "x", 0, t0.leader, t0.leader_epoch, t0.version, [t0.leader, other]
+    )
     assert set(shrunk.isr) == {t0.leader, other} and shrunk.version == t0.version + 1
     with pytest.raises(StaleVersion):
         await controller.alter_isr("x", 0, t0.leader, t0.leader_epoch, t0.version, [t0.leader])
     moved = await controller.elect_leader("x", 0, shrunk.leader_epoch, other)
     assert moved.leader == other and moved.leader_epoch == t0.leader_epoch + 1
     with pytest.raises(StaleEpoch):  # the deposed leader's request
-        await controller.alter_isr("x", 0, t0.leader, t0.leader_epoch, moved.version,
-                                   [t0.leader])
+        await controller.alter_isr("x", 0, t0.leader, t0.leader_epoch, moved.version, [t0.leader])
     with pytest.raises(UnknownLog):
         await controller.alter_isr("nope", 0, "n1", 0, 0, ["n1"])
     store.close()
@@ -257,8 +259,9 @@ async def test_alter_isr_and_elect_leader_are_compare_and_set() -> None:
 
 async def test_commit_offsets_goes_through_the_map() -> None:
     controller, store, _, _, _ = await active_cluster()
-    await controller.create_log("x", LogSettings(tablets=2, replication_factor=1,
-                                                 min_insync_replicas=1))
+    await controller.create_log(
+        "x", LogSettings(tablets=2, replication_factor=1, min_insync_replicas=1)
+    )
     await controller.commit_offsets("g", [["x", 1, 40]])
     assert store.view.consumer_offsets == {("g", "x", 1): 40}
     with pytest.raises(UnknownLog):
@@ -273,8 +276,10 @@ async def test_create_right_after_the_claim_waits_for_nodes_to_register() -> Non
         await controller.handle_heartbeat(node, 1, f"127.0.0.1:710{node[1]}")
     await settle(controller)
     creating = asyncio.ensure_future(
-        controller.create_log("x", LogSettings(tablets=3, replication_factor=2,
-                                               min_insync_replicas=1)))
+        controller.create_log(
+            "x", LogSettings(tablets=3, replication_factor=2, min_insync_replicas=1)
+        )
+    )
     await asyncio.sleep(0.05)
     assert not creating.done(), "placement waits for n3, still starting"
     await controller.handle_heartbeat("n3", 1, "127.0.0.1:7103")
@@ -305,8 +310,9 @@ async def test_leadership_returns_to_the_preferred_replica_once_it_is_stable() -
     assert store.view.nodes["n2"].alive
     tablet = store.view.tablets[preferred_n2]
     assert tablet.leader is not None
-    await controller.alter_isr("x", tablet.index, tablet.leader, tablet.leader_epoch,
-                               tablet.version, [*tablet.isr, "n2"])  # caught up again
+    await controller.alter_isr(
+        "x", tablet.index, tablet.leader, tablet.leader_epoch, tablet.version, [*tablet.isr, "n2"]
+    )  # caught up again
     everyone = {"n1": 11, "n2": 22, "n3": 13}
     await run_for(controller, clock, 2.0, everyone)  # n2 back for 2 s: not yet stable
     assert store.view.tablets[preferred_n2].leader != "n2"

@@ -51,8 +51,14 @@ async def api() -> AsyncIterator[Api]:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
-        yield Api(f"127.0.0.1:{server.port}", ControllerClient(session, SECRET), session,
-                  controller, store, raft)
+        yield Api(
+            f"127.0.0.1:{server.port}",
+            ControllerClient(session, SECRET),
+            session,
+            controller,
+            store,
+            raft,
+        )
     await server.close()
     await controller.close()
     store.close()
@@ -67,8 +73,11 @@ async def _register_all(api: Api) -> None:
 async def test_requests_without_the_token_are_refused(api: Api) -> None:
     url = f"http://{api.address}/internal/controller/heartbeat"
     body = json.dumps({"node": "n2", "incarnation": 1, "address": "x:1"})
-    for headers in ({}, {INTERNAL_TOKEN_HEADER: "nope"},
-                    {INTERNAL_TOKEN_HEADER: internal_token("another-secret")}):
+    for headers in (
+        {},
+        {INTERNAL_TOKEN_HEADER: "nope"},
+        {INTERNAL_TOKEN_HEADER: internal_token("another-secret")},
+    ):
         async with api.session.post(url, data=body, headers=headers) as resp:
             assert resp.status == 401
             assert (await resp.json())["error"] == "unauthorized"
@@ -84,15 +93,19 @@ async def test_requests_without_the_token_are_refused(api: Api) -> None:
         ("heartbeat", b'{"node": "n2", "incarnation": true, "address": "x:1"}'),
         ("create_log", b'{"name": "x", "settings": {"tablets": "many"}}'),
         ("create_log", b'{"name": "x", "settings": {"colour": "red"}}'),
-        ("alter_isr", b'{"log": "x", "tablet": 0, "leader": "n1", "leader_epoch": 0,'
-                      b' "version": 0, "isr": "n1"}'),
+        (
+            "alter_isr",
+            b'{"log": "x", "tablet": 0, "leader": "n1", "leader_epoch": 0,'
+            b' "version": 0, "isr": "n1"}',
+        ),
         ("commit_offsets", b'{"group": "g", "offsets": [["x", 0]]}'),
     ],
 )
 async def test_malformed_bodies_are_bad_requests(api: Api, op: str, body: bytes) -> None:
     headers = {INTERNAL_TOKEN_HEADER: internal_token(SECRET)}
-    async with api.session.post(f"http://{api.address}/internal/controller/{op}", data=body,
-                                headers=headers) as resp:
+    async with api.session.post(
+        f"http://{api.address}/internal/controller/{op}", data=body, headers=headers
+    ) as resp:
         assert resp.status == 400
         reply = await resp.json()
         assert reply["error"] == "bad_request" and reply["message"]
@@ -114,23 +127,27 @@ async def test_create_alter_and_delete_through_http(api: Api) -> None:
     await _register_all(api)
     tablets = await api.client.create_log(api.address, "x", {"tablets": 2, "fsync": "never"})
     assert [t.index for t in tablets] == [0, 1] and api.store.view.logs["x"].settings[
-        "fsync"] == "never"
+        "fsync"
+    ] == "never"
     with pytest.raises(AlreadyExists):
         await api.client.create_log(api.address, "x", {})
     t0 = tablets[0]
     assert t0.leader is not None
-    changed = await api.client.alter_isr(api.address, "x", 0, t0.leader, t0.leader_epoch,
-                                         t0.version, [t0.leader])
+    changed = await api.client.alter_isr(
+        api.address, "x", 0, t0.leader, t0.leader_epoch, t0.version, [t0.leader]
+    )
     assert changed.isr == (t0.leader,) and changed.version == t0.version + 1
     with pytest.raises(StaleEpoch):
-        await api.client.alter_isr(api.address, "x", 0, t0.leader, t0.leader_epoch + 5,
-                                   changed.version, [t0.leader])
+        await api.client.alter_isr(
+            api.address, "x", 0, t0.leader, t0.leader_epoch + 5, changed.version, [t0.leader]
+        )
     with pytest.raises(CommandRejected) as rejected:
         await api.client.elect_leader(api.address, "x", 0, changed.leader_epoch, "n9")
     assert rejected.value.reason == "ineligible_replica"
     with pytest.raises(InvalidRequest):
-        await api.client.create_log(api.address, "y", {"replication_factor": 4,
-                                                       "min_insync_replicas": 1})
+        await api.client.create_log(
+            api.address, "y", {"replication_factor": 4, "min_insync_replicas": 1}
+        )
     await api.client.commit_offsets(api.address, "g", [["x", 0, 3]])
     assert api.store.view.consumer_offsets[("g", "x", 0)] == 3
     assert await api.client.report_unreachable(api.address, "n2", "n3") == {"fenced": False}

@@ -11,11 +11,11 @@ import pytest
 from replication.follower import FollowedTablet, LeaderFetcher
 from replication.model import TabletId
 from replication.protocol import Ack, FetchRequest, TabletFetchResult
-from storage.batch import build_batch, iter_records
 from storage.config import LogConfig
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
 from tests.waiting import wait_until
+from wire.batch import build_batch, iter_records
 
 TABLET = TabletId("log", 0)
 
@@ -64,16 +64,35 @@ class FakeLeader:
     async def answer(self, request: FetchRequest) -> list[TabletFetchResult]:
         results = []
         for p in request.positions:
-            data = self.log.read_bytes(p.fetch_offset, 1 << 20, self.log.end_offset) \
-                if p.fetch_offset < self.log.end_offset else b""
-            results.append(TabletFetchResult(p.log, p.tablet, None, self.epoch,
-                                             self.log.high_watermark, self.log.start_offset,
-                                             self.log.end_offset, data))
+            data = (
+                self.log.read_bytes(p.fetch_offset, 1 << 20, self.log.end_offset)
+                if p.fetch_offset < self.log.end_offset
+                else b""
+            )
+            results.append(
+                TabletFetchResult(
+                    p.log,
+                    p.tablet,
+                    None,
+                    self.epoch,
+                    self.log.high_watermark,
+                    self.log.start_offset,
+                    self.log.end_offset,
+                    data,
+                )
+            )
         await asyncio.sleep(0.01)
         return results
 
-    async def epoch_end(self, address: str, log: str, tablet: int, leader_epoch: int,
-                        requested_epoch: int, timeout_s: float) -> tuple[int, int]:
+    async def epoch_end(
+        self,
+        address: str,
+        log: str,
+        tablet: int,
+        leader_epoch: int,
+        requested_epoch: int,
+        timeout_s: float,
+    ) -> tuple[int, int]:
         del address, log, tablet, leader_epoch, timeout_s
         self.epoch_queries.append(requested_epoch)
         return self.log.end_offset_for_epoch(requested_epoch)
@@ -99,13 +118,23 @@ def logs(tmp_path: Path) -> Iterator[tuple[TabletLog, TabletLog]]:
 
 async def replicate(leader_log: TabletLog, follower_log: TabletLog, epoch: int) -> FakeLeader:
     fake = FakeLeader(leader_log, epoch)
-    fetcher = LeaderFetcher("f", "l", "leader:1", fake,  # type: ignore[arg-type]
-                            wait_ms=10, request_timeout_s=1)
+    fetcher = LeaderFetcher(
+        "f",
+        "l",
+        "leader:1",
+        fake,  # type: ignore[arg-type]
+        wait_ms=10,
+        request_timeout_s=1,
+    )
     fetcher.follow(FollowedTablet(TABLET, follower_log, GroupCommitter(follower_log), epoch))
     fetcher.start()
     try:
-        await asyncio.to_thread(wait_until, lambda: follower_log.end_offset ==
-                                leader_log.end_offset, 5, "the follower caught up")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: follower_log.end_offset == leader_log.end_offset,
+            5,
+            "the follower caught up",
+        )
     finally:
         await fetcher.close()
     return fake

@@ -11,10 +11,10 @@ import pytest
 from replication.errors import NotEnoughReplicas, ReplicationTimeout
 from replication.leader import TabletLeader
 from replication.model import TabletId, TabletInfo
-from storage.batch import build_batch
 from storage.config import LogConfig
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
+from wire.batch import build_batch
 
 
 class Clock:
@@ -36,10 +36,12 @@ def log(tmp_path: Path) -> Iterator[TabletLog]:
     opened.close()
 
 
-def make_leader(log: TabletLog, clock: Clock, isr: tuple[str, ...] = ("a", "b", "c"),
-                min_isr: int = 2) -> TabletLeader:
-    return TabletLeader(TabletId("log", 0), "a", log, GroupCommitter(log), info(isr), min_isr,
-                        clock)
+def make_leader(
+    log: TabletLog, clock: Clock, isr: tuple[str, ...] = ("a", "b", "c"), min_isr: int = 2
+) -> TabletLeader:
+    return TabletLeader(
+        TabletId("log", 0), "a", log, GroupCommitter(log), info(isr), min_isr, clock
+    )
 
 
 def batch(n: int = 1) -> bytes:

@@ -31,8 +31,12 @@ def config(nodes: int = 3, tuning: Tuning | None = None) -> ClusterConfig:
 class FakeRaft:
     """A one-node 'Raft': applies on its own thread, with knobs to misbehave."""
 
-    def __init__(self, cfg: ClusterConfig, on_view: Callable[[ClusterView], None],
-                 on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        on_view: Callable[[ClusterView], None],
+        on_ready: Callable[[], None],
+    ) -> None:
         self.state = model.initial_state(cfg.name, {n.id: n.api_address for n in cfg.nodes})
         self.on_view, self.on_ready = on_view, on_ready
         self.index = 0
@@ -90,8 +94,9 @@ def fake_store(cfg: ClusterConfig | None = None) -> tuple[MetadataStore, FakeRaf
         fakes.append(FakeRaft(cfg, on_view, on_ready))
         return fakes[0]
 
-    store = MetadataStore(cfg, "n1", Path("/nonexistent"), asyncio.get_running_loop(),
-                          backend=factory)
+    store = MetadataStore(
+        cfg, "n1", Path("/nonexistent"), asyncio.get_running_loop(), backend=factory
+    )
     return store, fakes[0]
 
 

@@ -15,8 +15,13 @@ from replication import model
 from replication.model_commands import HANDLERS, State
 
 NODES = {"n1": "h:1", "n2": "h:2", "n3": "h:3"}
-SETTINGS = {"tablets": 2, "replication_factor": 3, "min_insync_replicas": 2, "fsync": "always",
-            "unclean_leader_election": False}
+SETTINGS = {
+    "tablets": 2,
+    "replication_factor": 3,
+    "min_insync_replicas": 2,
+    "fsync": "always",
+    "unclean_leader_election": False,
+}
 
 
 def ok(state: State, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -77,15 +82,36 @@ def test_commands_from_other_terms_are_no_ops() -> None:
 @pytest.mark.parametrize(
     "cmd",
     [
-        None, 3, "claim", [], {}, {"op": "fence_node"}, {"op": "nope", "v": 1},
+        None,
+        3,
+        "claim",
+        [],
+        {},
+        {"op": "fence_node"},
+        {"op": "nope", "v": 1},
         {"op": "fence_node", "v": 2, "term": 5, "node": "n1", "incarnation": 101},
         {"op": "fence_node", "v": 1, "term": "5", "node": "n1", "incarnation": 101},
         {"op": "fence_node", "v": 1, "term": True, "node": "n1", "incarnation": 101},
-        {"op": "alter_isr", "v": 1, "term": 5, "log": "x", "tablet": 0, "leader": "n1",
-         "leader_epoch": 0, "version": 0, "isr": "n1"},
+        {
+            "op": "alter_isr",
+            "v": 1,
+            "term": 5,
+            "log": "x",
+            "tablet": 0,
+            "leader": "n1",
+            "leader_epoch": 0,
+            "version": 0,
+            "isr": "n1",
+        },
         {"op": "create_log", "v": 1, "term": 5, "name": "y", "settings": [], "assignments": []},
-        {"op": "create_log", "v": 1, "term": 5, "name": "../etc", "settings": SETTINGS,
-         "assignments": [["n1"]]},
+        {
+            "op": "create_log",
+            "v": 1,
+            "term": 5,
+            "name": "../etc",
+            "settings": SETTINGS,
+            "assignments": [["n1"]],
+        },
         {"op": "commit_offsets", "v": 1, "group": "g", "offsets": [["x", 0]]},
         {"op": "commit_offsets", "v": 1, "group": "g", "offsets": [[1, 2, 3]]},
         {"op": {"unhashable": 1}, "v": 1},
@@ -102,12 +128,32 @@ def test_garbage_commands_are_recorded_no_ops(cmd: object) -> None:
 _SCALARS = (
     st.none() | st.booleans() | st.integers(-2, 6) | st.sampled_from(["", "n1", "n9", "x", "g"])
 )
-_VALUES = _SCALARS | st.lists(_SCALARS, max_size=4) | st.lists(
-    st.lists(_SCALARS, max_size=4), max_size=3) | st.dictionaries(st.sampled_from(
-        ["tablets", "replication_factor", "fsync"]), _SCALARS, max_size=3)
-_FIELDS = ["term", "node", "log", "tablet", "isr", "leader", "leader_epoch", "version",
-           "incarnation", "name", "settings", "assignments", "offsets", "group", "address",
-           "new_leader"]
+_VALUES = (
+    _SCALARS
+    | st.lists(_SCALARS, max_size=4)
+    | st.lists(st.lists(_SCALARS, max_size=4), max_size=3)
+    | st.dictionaries(
+        st.sampled_from(["tablets", "replication_factor", "fsync"]), _SCALARS, max_size=3
+    )
+)
+_FIELDS = [
+    "term",
+    "node",
+    "log",
+    "tablet",
+    "isr",
+    "leader",
+    "leader_epoch",
+    "version",
+    "incarnation",
+    "name",
+    "settings",
+    "assignments",
+    "offsets",
+    "group",
+    "address",
+    "new_leader",
+]
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -136,14 +182,28 @@ def test_internal_errors_are_caught() -> None:
 def test_create_log_places_leader_first_and_is_idempotent() -> None:
     state = cluster()
     t0 = tablet(state, 0)
-    assert t0 == {"replicas": ["n1", "n2", "n3"], "leader": "n1", "leader_epoch": 0,
-                  "leader_incarnation": 101, "isr": ["n1", "n2", "n3"], "version": 0}
+    assert t0 == {
+        "replicas": ["n1", "n2", "n3"],
+        "leader": "n1",
+        "leader_epoch": 0,
+        "leader_incarnation": 101,
+        "isr": ["n1", "n2", "n3"],
+        "version": 0,
+    }
     again = model.create_log(5, "x", SETTINGS, [["n1", "n2", "n3"], ["n2", "n3", "n1"]])
     assert ok(state, again) == {"ok": True, "created": False}
-    rejected(state, model.create_log(5, "x", SETTINGS, [["n3", "n2", "n1"], ["n2", "n3", "n1"]]),
-             "already_exists")
-    rejected(state, model.create_log(5, "x", {**SETTINGS, "fsync": "never"},
-                                     [["n1", "n2", "n3"], ["n2", "n3", "n1"]]), "already_exists")
+    rejected(
+        state,
+        model.create_log(5, "x", SETTINGS, [["n3", "n2", "n1"], ["n2", "n3", "n1"]]),
+        "already_exists",
+    )
+    rejected(
+        state,
+        model.create_log(
+            5, "x", {**SETTINGS, "fsync": "never"}, [["n1", "n2", "n3"], ["n2", "n3", "n1"]]
+        ),
+        "already_exists",
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,11 +244,19 @@ def test_fence_moves_leadership_to_first_alive_isr_member_and_shrinks_isr() -> N
     assert result["tablets_changed"] == 2
     t0, t1 = tablet(state, 0), tablet(state, 1)
     assert (t0["leader"], t0["leader_epoch"], t0["isr"], t0["version"]) == (
-        "n2", 1, ["n2", "n3"], 1)
+        "n2",
+        1,
+        ["n2", "n3"],
+        1,
+    )
     assert t0["leader_incarnation"] == 102
     # n1 only followed t1: it leaves the ISR, the leader and epoch stay
     assert (t1["leader"], t1["leader_epoch"], t1["isr"], t1["version"]) == (
-        "n2", 0, ["n2", "n3"], 1)
+        "n2",
+        0,
+        ["n2", "n3"],
+        1,
+    )
     assert not state["nodes"]["n1"]["alive"]
     assert not ok(state, model.fence_node(5, "n1", 101))["changed"]  # idempotent
 
@@ -225,7 +293,11 @@ def test_register_of_a_new_incarnation_reelects_its_tablets() -> None:
     assert result["tablets_changed"] == 1
     t0 = tablet(state, 0)
     assert (t0["leader"], t0["leader_epoch"], t0["leader_incarnation"], t0["version"]) == (
-        "n2", 1, 102, 1)
+        "n2",
+        1,
+        102,
+        1,
+    )
     rejected(state, model.register_node(5, "n1", "h:1", 150), "stale_incarnation")
     assert not ok(state, model.register_node(5, "n1", "h:1", 201))["changed"]
 
@@ -266,8 +338,11 @@ def test_alter_isr_cannot_add_a_fenced_node() -> None:
     state = cluster()
     ok(state, model.fence_node(5, "n3", 103))
     version = tablet(state)["version"]
-    rejected(state, model.alter_isr(5, "x", 0, "n1", 0, version, ["n1", "n2", "n3"]),
-             "ineligible_replica")
+    rejected(
+        state,
+        model.alter_isr(5, "x", 0, "n1", 0, version, ["n1", "n2", "n3"]),
+        "ineligible_replica",
+    )
 
 
 def test_deposed_leader_cannot_change_the_isr() -> None:

@@ -18,7 +18,11 @@ def test_view_reflects_the_state_and_is_read_only() -> None:
     t1 = view.tablet("x", 1)
     assert t1 is not None
     assert (t1.replicas, t1.leader, t1.isr, t1.id) == (
-        ("n2", "n3", "n1"), "n2", ("n2", "n3", "n1"), model.TabletId("x", 1))
+        ("n2", "n3", "n1"),
+        "n2",
+        ("n2", "n3", "n1"),
+        model.TabletId("x", 1),
+    )
     assert view.logs["x"].tablet_count == 2 and view.logs["x"].settings["fsync"] == "always"
     with pytest.raises(TypeError):
         view.logs["x"].settings["fsync"] = "never"  # type: ignore[index]

@@ -51,21 +51,37 @@ class MetaCluster:
 
     def config_path(self, node: str) -> Path:
         path = self.root / f"cluster-{node}.yaml"
-        path.write_text(yaml.safe_dump({
-            "cluster": {"name": "raft-test", "secret": self.secrets[node]},
-            "nodes": list(self.nodes.values()),
-            "tuning": TUNING,
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "cluster": {"name": "raft-test", "secret": self.secrets[node]},
+                    "nodes": list(self.nodes.values()),
+                    "tuning": TUNING,
+                }
+            )
+        )
         return path
 
     def start(self, node: str, *extra: str) -> None:
         with (self.root / f"{node}.log").open("ab") as log:
             self.procs[node] = subprocess.Popen(
-                [sys.executable, "-m", "tests.replication.metadata_node", "--config",
-                 str(self.config_path(node)), "--node", node, "--data-dir",
-                 str(self.root / node), "--compaction-entries", str(self.compaction_entries),
-                 *extra],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.replication.metadata_node",
+                    "--config",
+                    str(self.config_path(node)),
+                    "--node",
+                    node,
+                    "--data-dir",
+                    str(self.root / node),
+                    "--compaction-entries",
+                    str(self.compaction_entries),
+                    *extra,
+                ],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def kill(self, node: str) -> None:
@@ -85,9 +101,12 @@ class MetaCluster:
 
     def call(self, node: str, path: str, body: Any = None, timeout_s: float = 5) -> Any:
         request = urllib.request.Request(
-            self.url(node, path), data=None if body is None else json.dumps(body).encode(),
-            headers={INTERNAL_TOKEN_HEADER: internal_token(self.secrets[node]),
-                     "Content-Type": "application/json"},
+            self.url(node, path),
+            data=None if body is None else json.dumps(body).encode(),
+            headers={
+                INTERNAL_TOKEN_HEADER: internal_token(self.secrets[node]),
+                "Content-Type": "application/json",
+            },
             method="GET" if body is None else "POST",
         )
         try:
@@ -121,11 +140,13 @@ class MetaCluster:
     def all_registered(self) -> bool:
         states = self.states()
         return len(states) == len(self.procs) and all(
-            all(s["view"]["nodes"][n]["alive"] for n in self.procs) for s in states.values())
+            all(s["view"]["nodes"][n]["alive"] for n in self.procs) for s in states.values()
+        )
 
     def create_log(self, controller: str, name: str, **settings: Any) -> Any:
-        return self.call(controller, "/internal/controller/create_log",
-                         {"name": name, "settings": settings})
+        return self.call(
+            controller, "/internal/controller/create_log", {"name": name, "settings": settings}
+        )
 
     def close(self) -> None:
         for proc in self.procs.values():
@@ -135,8 +156,9 @@ class MetaCluster:
         self.procs.clear()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}"
-                         for p in sorted(self.root.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.root.glob("*.log"))
+        )
 
 
 @pytest.fixture
@@ -165,9 +187,14 @@ def test_three_voters_elect_a_controller_and_commit_on_all(cluster: MetaCluster)
     reply = cluster.create_log(controller, "orders", tablets=3, replication_factor=3)
     assert [t["tablet"] for t in reply["tablets"]] == [0, 1, 2]
     assert sorted(t["leader"] for t in reply["tablets"]) == ["n1", "n2", "n3"]
-    wait_until(lambda: same_everywhere(cluster, "tablets") and all(
-        "orders" in s["view"]["logs"] for s in cluster.states().values()), 5,
-        "the new log on every node")
+    wait_until(
+        lambda: (
+            same_everywhere(cluster, "tablets")
+            and all("orders" in s["view"]["logs"] for s in cluster.states().values())
+        ),
+        5,
+        "the new log on every node",
+    )
     # a non-controller names the controller instead of acting
     other = next(n for n in cluster.ids if n != controller)
     refused = cluster.create_log(other, "other")
@@ -180,8 +207,11 @@ def test_three_voters_elect_a_controller_and_commit_on_all(cluster: MetaCluster)
     garbage = {"op": "fence_node", "v": 1, "term": "x"}
     assert cluster.call(controller, "/debug/propose", garbage)["error"] == "bad_command"
     index = cluster.state(controller)["view"]["applied_index"]
-    wait_until(lambda: all(s["view"]["applied_index"] >= index
-                           for s in cluster.states().values()), 5, "no-ops applied everywhere")
+    wait_until(
+        lambda: all(s["view"]["applied_index"] >= index for s in cluster.states().values()),
+        5,
+        "no-ops applied everywhere",
+    )
     assert same_everywhere(cluster, "tablets") == before
     assert all("orders" in s["view"]["logs"] for s in cluster.states().values())
 
@@ -200,9 +230,12 @@ def test_kill_of_the_controller_gives_a_new_one_that_moves_its_tablets(
 
     def moved() -> bool:
         tablets = {t["tablet"]: t for t in cluster.state(new)["view"]["tablets"]}
-        return all(tablets[i]["leader"] not in (None, controller)
-                   and tablets[i]["leader_epoch"] > led[i]["leader_epoch"]
-                   and controller not in tablets[i]["isr"] for i in led)
+        return all(
+            tablets[i]["leader"] not in (None, controller)
+            and tablets[i]["leader_epoch"] > led[i]["leader_epoch"]
+            and controller not in tablets[i]["isr"]
+            for i in led
+        )
 
     wait_until(moved, 10, "the dead controller's tablets led by live ISR members")
     moved_s = time.monotonic() - killed_at
@@ -223,8 +256,9 @@ def test_all_nodes_killed_at_once_many_times_keep_the_map(cluster: MetaCluster) 
     for round_ in range(5):
         controller = wait_for_controller(cluster, timeout_s=20)
         name = f"log{round_}"
-        reply = cluster.create_log(controller, name, tablets=2, replication_factor=2,
-                                   min_insync_replicas=1)
+        reply = cluster.create_log(
+            controller, name, tablets=2, replication_factor=2, min_insync_replicas=1
+        )
         assert "tablets" in reply, reply
         view = cluster.state(controller)["view"]
         expected_logs = view["logs"]
@@ -264,14 +298,18 @@ def test_a_paused_controller_is_deposed_and_its_commands_do_nothing(
     others = [n for n in cluster.ids if n != old]
     cluster.procs[old].send_signal(signal.SIGSTOP)
     try:
+
         def new_controller() -> str | None:
             states = {n: cluster.state(n) for n in others}
             active = [n for n, s in states.items() if s["active"]]
             return active[0] if len(active) == 1 else None
 
         new = wait_until(new_controller, 10, "the others elect a new controller")
-        wait_until(lambda: not cluster.state(new)["view"]["nodes"][old]["alive"], 10,
-                   "the silent old controller fenced after the session timeout")
+        wait_until(
+            lambda: not cluster.state(new)["view"]["nodes"][old]["alive"],
+            10,
+            "the silent old controller fenced after the session timeout",
+        )
     finally:
         cluster.procs[old].send_signal(signal.SIGCONT)
     # the old controller's first words after waking up: a delete under its old term
@@ -279,14 +317,18 @@ def test_a_paused_controller_is_deposed_and_its_commands_do_nothing(
     answer = cluster.call(old, "/debug/propose", stale, timeout_s=10)
     assert answer.get("ok") is not True, answer
     wait_until(lambda: not cluster.state(old)["active"], 5, "the old controller steps down")
-    wait_until(lambda: cluster.state(old)["view"]["controller"] == new, 10,
-               "the old controller follows the new map")
+    wait_until(
+        lambda: cluster.state(old)["view"]["controller"] == new,
+        10,
+        "the old controller follows the new map",
+    )
     wait_until(cluster.all_registered, 10, "the resumed node registered again")
     for state in cluster.states().values():
         assert "kept" in state["view"]["logs"]
         assert state["view"]["controller"] == new
-        assert all(node["alive"] for node in state["view"]["nodes"].values()), \
+        assert all(node["alive"] for node in state["view"]["nodes"].values()), (
             "the resumed controller fenced nobody"
+        )
 
 
 def test_a_non_voter_follows_the_map_as_an_observer(tmp_path: Path) -> None:
@@ -297,16 +339,21 @@ def test_a_non_voter_follows_the_map_as_an_observer(tmp_path: Path) -> None:
             cluster.start(node, "--voters", "n1,n2,n3")
         controller = wait_for_controller(cluster)
         assert controller != "n4"
-        reply = cluster.create_log(controller, "seen", tablets=4, replication_factor=2,
-                                   min_insync_replicas=1)
+        reply = cluster.create_log(
+            controller, "seen", tablets=4, replication_factor=2, min_insync_replicas=1
+        )
         assert any(t["leader"] == "n4" for t in reply["tablets"]), "n4 hosts replicas"
-        wait_until(lambda: "seen" in cluster.state("n4")["view"]["logs"]
-                   and cluster.state("n4")["ready"], 10, "the observer applies the map")
+        wait_until(
+            lambda: "seen" in cluster.state("n4")["view"]["logs"] and cluster.state("n4")["ready"],
+            10,
+            "the observer applies the map",
+        )
         status = cluster.state("n4")["status"]
         assert not status["is_raft_leader"] and status["raft_leader"] == controller
         cluster.kill("n4")  # losing the observer costs the voters nothing
-        reply = cluster.create_log(controller, "after", tablets=1, replication_factor=2,
-                                   min_insync_replicas=1)
+        reply = cluster.create_log(
+            controller, "after", tablets=1, replication_factor=2, min_insync_replicas=1
+        )
         assert "tablets" in reply, reply
     finally:
         cluster.close()

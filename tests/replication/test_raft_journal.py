@@ -88,19 +88,22 @@ def test_interrupted_compaction_is_finished_not_lost(tmp_path: Path) -> None:
     """Snapshot written at entries (3, 4), killed before the journal cut: entry 5 must stay."""
     path, dump = tmp_path / "journal", tmp_path / "dump"
     filled(path, 5)._destroy()
-    dump.write_bytes(encode_snapshot({"state": {}, "prev": entry(3), "last": entry(4),
-                                      "cluster": []}))
+    dump.write_bytes(
+        encode_snapshot({"state": {}, "prev": entry(3), "last": entry(4), "cluster": []})
+    )
     journal = _create_journal(str(path))
     assert [journal[i] for i in range(len(journal))] == [entry(3), entry(4), entry(5)]
     # a snapshot that is not in the journal (installed from the leader) changes nothing here
-    dump.write_bytes(encode_snapshot({"state": {}, "prev": entry(8), "last": entry(9),
-                                      "cluster": []}))
+    dump.write_bytes(
+        encode_snapshot({"state": {}, "prev": entry(8), "last": entry(9), "cluster": []})
+    )
     assert len(_create_journal(str(path))) == 3
 
 
 def test_snapshots_refuse_globals_and_damage() -> None:
-    good = encode_snapshot({"state": {("x", 0): {1, 2}}, "prev": entry(1), "last": entry(2),
-                            "cluster": ["a:1"]})
+    good = encode_snapshot(
+        {"state": {("x", 0): {1, 2}}, "prev": entry(1), "last": entry(2), "cluster": ["a:1"]}
+    )
     assert decode_snapshot(good)["state"] == {("x", 0): {1, 2}}
     with pytest.raises(ValueError, match="checksum"):
         decode_snapshot(good[:-1] + bytes([good[-1] ^ 1]))

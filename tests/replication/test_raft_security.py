@@ -88,9 +88,11 @@ def test_stranger_frames_run_nothing_and_the_cluster_keeps_working(tmp_path: Pat
         assert not marker.exists(), "a node unpickled a stranger's frame"
         reply = cluster.create_log(controller, "after-attack", tablets=1)
         assert "tablets" in reply, reply
-        wait_until(lambda: all("after-attack" in s["view"]["logs"]
-                               for s in cluster.states().values()), 5,
-                   "the cluster still commits on every node")
+        wait_until(
+            lambda: all("after-attack" in s["view"]["logs"] for s in cluster.states().values()),
+            5,
+            "the cluster still commits on every node",
+        )
         assert not marker.exists()
     finally:
         cluster.close()
@@ -110,19 +112,27 @@ def test_a_node_with_a_wrong_secret_cannot_join(tmp_path: Path) -> None:
             return active[0] if len(active) == 1 else None
 
         controller = wait_until(controller_of_two, 15, "n1 and n2 elect a controller alone")
-        reply = cluster.create_log(controller, "members-only", tablets=1, replication_factor=2,
-                                   min_insync_replicas=1)
+        reply = cluster.create_log(
+            controller, "members-only", tablets=1, replication_factor=2, min_insync_replicas=1
+        )
         assert "tablets" in reply, reply
         assert all(r in good for r in reply["tablets"][0]["replicas"]), "n3 never registered"
-        wait_until(lambda: all("members-only" in cluster.state(n)["view"]["logs"]
-                               for n in good), 5, "the log on both members")
+        wait_until(
+            lambda: all("members-only" in cluster.state(n)["view"]["logs"] for n in good),
+            5,
+            "the log on both members",
+        )
         terms = {n: cluster.state(n)["status"]["raft_term"] for n in good}
 
         def n3_is_outside() -> bool:
             s = cluster.state("n3")
-            return (not s["ready"] and s["status"]["raft_leader"] is None
-                    and s["view"]["applied_index"] == 0 and not s["active"]
-                    and not cluster.state(controller)["view"]["nodes"]["n3"]["alive"])
+            return (
+                not s["ready"]
+                and s["status"]["raft_leader"] is None
+                and s["view"]["applied_index"] == 0
+                and not s["active"]
+                and not cluster.state(controller)["view"]["nodes"]["n3"]["alive"]
+            )
 
         assert_stays(n3_is_outside, 3, "n3 (wrong secret) learned something or joined")
         # n3 never disturbed the members' elections (no term inflation): its handshake does

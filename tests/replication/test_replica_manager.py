@@ -20,7 +20,8 @@ from storage.manager import LogManager
 
 NODES = {"a": "127.0.0.1:1", "b": "127.0.0.1:2", "c": "127.0.0.1:3"}
 CONFIG = ClusterConfig(
-    "t", "secret-secret",
+    "t",
+    "secret-secret",
     tuple(NodeSpec(n, "127.0.0.1", 10 + i, 20 + i) for i, n in enumerate(NODES)),
     log_defaults=LogSettings(tablets=1, fsync="never"),
 )
@@ -46,8 +47,9 @@ class Map:
 @pytest.fixture
 async def manager(tmp_path: Path) -> AsyncIterator[ReplicaManager]:
     session = aiohttp.ClientSession()
-    replicas = ReplicaManager("c", 7, CONFIG, LogManager(tmp_path, FileCache()),
-                              PeerClient(session, "secret-secret"))
+    replicas = ReplicaManager(
+        "c", 7, CONFIG, LogManager(tmp_path, FileCache()), PeerClient(session, "secret-secret")
+    )
     yield replicas
     await replicas.close()
     await session.close()
@@ -58,8 +60,9 @@ def create(meta: Map, name: str) -> None:
     meta.apply(model.create_log(1, name, settings, [["a", "b", "c"]]))
 
 
-async def test_a_lagging_view_never_deletes_local_data(manager: ReplicaManager,
-                                                       tmp_path: Path) -> None:
+async def test_a_lagging_view_never_deletes_local_data(
+    manager: ReplicaManager, tmp_path: Path
+) -> None:
     meta = Map()
     create(meta, "old")
     stale = meta.view()  # before "kept" exists

@@ -9,10 +9,10 @@ from typing import Any, cast
 from replication.model import TabletId
 from replication.replica_manager import ReplicaManager
 from replication.scrubber import Scrubber
-from storage.batch import build_batch
 from storage.config import LogConfig
 from storage.errors import CorruptSegment
 from storage.log import TabletLog
+from wire.batch import build_batch
 
 
 @dataclass

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from storage.batch import build_batch, iter_records
 from storage.config import LogConfig
 from storage.log import TabletLog
+from wire.batch import build_batch, iter_records
 
 SMALL = {"segment_bytes": 4096, "index_interval_bytes": 256, "fsync": "never"}
 
@@ -77,10 +77,16 @@ def open_log(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., TabletL
     """``open_log(**config_overrides)``: open (or reopen) the log in ``tmp_path/log``."""
     opened: list[TabletLog] = []
 
-    def _open(*, truncate_corrupt: bool = False, full_scan: bool = False,
-              **overrides: Any) -> TabletLog:
-        log = TabletLog.open(tmp_path / "log", small_config(**overrides), clock_ms=clock,
-                             truncate_corrupt=truncate_corrupt, full_scan=full_scan)
+    def _open(
+        *, truncate_corrupt: bool = False, full_scan: bool = False, **overrides: Any
+    ) -> TabletLog:
+        log = TabletLog.open(
+            tmp_path / "log",
+            small_config(**overrides),
+            clock_ms=clock,
+            truncate_corrupt=truncate_corrupt,
+            full_scan=full_scan,
+        )
         opened.append(log)
         return log
 

@@ -13,10 +13,10 @@ import random
 import sys
 from pathlib import Path
 
-from storage.batch import CRC_POS, build_batch
 from storage.config import LogConfig
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
+from wire.batch import CRC_POS, build_batch
 
 CONFIG = LogConfig(segment_bytes=64 * 1024, index_interval_bytes=1024, fsync="always")
 APPENDERS = 4

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from storage.batch import CRC_POS, build_batch, iter_headers, parse_header
 from storage.errors import CorruptBatch, NonContiguousAppend, OffsetOutOfRange, StaleLeaderEpoch
 from storage.log import TabletLog
 from tests.storage.conftest import FakeClock, make_batch, read_all, values_of
+from wire.batch import CRC_POS, build_batch, iter_headers, parse_header
 
 OpenLog = Callable[..., TabletLog]
 
@@ -243,7 +243,8 @@ def test_offset_for_timestamp(open_log: OpenLog, clock: FakeClock) -> None:
 
 def test_stored_batches_keep_producer_fields(open_log: OpenLog) -> None:
     log = open_log()
-    log.append_as_leader(make_batch(4, producer_id=7, producer_epoch=1, base_sequence=0,
-                                    create_time_ms=123), 0)
+    log.append_as_leader(
+        make_batch(4, producer_id=7, producer_epoch=1, base_sequence=0, create_time_ms=123), 0
+    )
     h = parse_header(log.read_bytes(0, 1000))
     assert (h.producer_id, h.producer_epoch, h.base_sequence, h.first_timestamp) == (7, 1, 0, 123)

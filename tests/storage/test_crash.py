@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from storage.batch import iter_headers
 from storage.log import TabletLog
 from tests.storage.conftest import read_all
 from tests.storage.crash_writer import CONFIG, producer_digest
+from wire.batch import iter_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,10 @@ def run_and_kill(directory: Path, seed: int, acks_before_kill: int) -> list[tupl
     return every acknowledgement it printed."""
     writer = subprocess.Popen(
         [sys.executable, "-m", "tests.storage.crash_writer", str(directory), str(seed)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert writer.stdout is not None
     lines: list[str] = []

@@ -168,9 +168,7 @@ async def test_fsync_failure_fails_every_waiter_now_and_later(
     await committer.close()
 
 
-async def test_truncation_while_waiting_fails_the_waiter(
-    open_log: OpenLog, gate: SyncGate
-) -> None:
+async def test_truncation_while_waiting_fails_the_waiter(open_log: OpenLog, gate: SyncGate) -> None:
     log = open_log(fsync="always")
     committer = GroupCommitter(log, inline_flush_bytes=0)
     log.append_as_leader(make_batch(), 0)

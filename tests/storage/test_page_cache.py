@@ -33,8 +33,10 @@ def test_flush_evicts_the_active_segment_below_the_window(
     tmp_path: Path, drops: list[tuple[str, int, int]]
 ) -> None:
     window = 2 * MiB
-    log = TabletLog.open(tmp_path, small_config(
-        segment_bytes=64 * MiB, fsync="always", page_cache_window_bytes=window))
+    log = TabletLog.open(
+        tmp_path,
+        small_config(segment_bytes=64 * MiB, fsync="always", page_cache_window_bytes=window),
+    )
     batch = make_batch(count=64, value_size=16 * 1024)  # ~1 MiB
     for _ in range(2):
         log.append_as_leader(batch, leader_epoch=0)
@@ -58,8 +60,10 @@ def test_flush_evicts_the_active_segment_below_the_window(
 def test_a_rolled_segment_is_evicted_whole(
     tmp_path: Path, drops: list[tuple[str, int, int]]
 ) -> None:
-    log = TabletLog.open(tmp_path, small_config(
-        segment_bytes=1 * MiB, fsync="always", page_cache_window_bytes=64 * MiB))
+    log = TabletLog.open(
+        tmp_path,
+        small_config(segment_bytes=1 * MiB, fsync="always", page_cache_window_bytes=64 * MiB),
+    )
     batch = make_batch(count=8, value_size=64 * 1024)  # just over 512 KiB: one per segment
     for _ in range(3):
         log.append_as_leader(batch, leader_epoch=0)
@@ -76,8 +80,12 @@ def test_a_rolled_segment_is_evicted_whole(
 def test_no_eviction_when_off_or_never_synced(
     tmp_path: Path, drops: list[tuple[str, int, int]], config: dict[str, object]
 ) -> None:
-    log = TabletLog.open(tmp_path, small_config(**{
-        "segment_bytes": 1 * MiB, "fsync": "always", "page_cache_window_bytes": 0, **config}))
+    log = TabletLog.open(
+        tmp_path,
+        small_config(
+            **{"segment_bytes": 1 * MiB, "fsync": "always", "page_cache_window_bytes": 0, **config}
+        ),
+    )
     batch = make_batch(count=8, value_size=64 * 1024)
     for _ in range(5):
         log.append_as_leader(batch, leader_epoch=0)

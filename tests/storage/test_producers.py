@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from storage.batch import parse_header
 from storage.errors import DuplicateSequence, InvalidProducerEpoch, OutOfOrderSequence
 from storage.log import TabletLog
-from storage.producers import MAX_BATCHES, SEQUENCE_MODULUS, ProducerStateManager, last_sequence
+from storage.producers import SEQUENCE_MODULUS, ProducerStateManager, last_sequence
 from tests.storage.conftest import crash, make_batch, read_all
+from wire.batch import parse_header
+from wire.limits import MAX_BATCHES
 
 OpenLog = Callable[..., TabletLog]
 
@@ -43,8 +44,14 @@ def test_only_the_last_five_batches_are_remembered(open_log: OpenLog) -> None:
 
 @pytest.mark.parametrize(
     ("seq", "epoch", "error"),
-    [(5, 0, OutOfOrderSequence), (1, 0, OutOfOrderSequence), (3, 1, OutOfOrderSequence),
-     (4, 0, None), (0, 1, None), (0, -1, InvalidProducerEpoch)],
+    [
+        (5, 0, OutOfOrderSequence),
+        (1, 0, OutOfOrderSequence),
+        (3, 1, OutOfOrderSequence),
+        (4, 0, None),
+        (0, 1, None),
+        (0, -1, InvalidProducerEpoch),
+    ],
 )
 def test_sequence_and_epoch_rules(
     open_log: OpenLog, seq: int, epoch: int, error: type[Exception] | None

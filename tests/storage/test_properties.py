@@ -14,13 +14,19 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from storage.batch import build_batch, iter_records
 from storage.config import LogConfig
 from storage.log import TabletLog
 from tests.storage.conftest import FakeClock, crash
+from wire.batch import build_batch, iter_records
 
-CONFIG = LogConfig(segment_bytes=2048, index_interval_bytes=200, fsync="never",
-                   retention_bytes=6000, retention_ms=None, segment_ms=None)
+CONFIG = LogConfig(
+    segment_bytes=2048,
+    index_interval_bytes=200,
+    fsync="never",
+    retention_bytes=6000,
+    retention_ms=None,
+    segment_ms=None,
+)
 
 
 class LogMachine(RuleBasedStateMachine):
@@ -48,8 +54,7 @@ class LogMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ operations
 
-    @rule(shape=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 700)), min_size=1,
-                         max_size=3))
+    @rule(shape=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 700)), min_size=1, max_size=3))
     def append(self, shape: list[tuple[int, int]]) -> None:
         request = b""
         offset = self.end
@@ -130,7 +135,9 @@ class LogMachine(RuleBasedStateMachine):
     @invariant()
     def reads_back_what_was_appended(self) -> None:
         expected = [
-            (b + i, v) for b, values in self.batches for i, v in enumerate(values)
+            (b + i, v)
+            for b, values in self.batches
+            for i, v in enumerate(values)
             if b + i >= self.start
         ]
         got = []
@@ -140,8 +147,11 @@ class LogMachine(RuleBasedStateMachine):
             if result.is_empty:
                 break
             assert result.first_offset <= offset < result.end_offset
-            got += [(r.offset, r.value) for r in iter_records(result.read_bytes())
-                    if r.offset >= self.start]
+            got += [
+                (r.offset, r.value)
+                for r in iter_records(result.read_bytes())
+                if r.offset >= self.start
+            ]
             offset = result.end_offset
         assert got == expected
 
@@ -154,12 +164,18 @@ class LogMachine(RuleBasedStateMachine):
                 cached = log.read(offset, max_bytes, max_offset)
                 disk = log.read(offset, max_bytes, max_offset, from_disk=True)
                 assert (cached.first_offset, cached.end_offset, cached.position, cached.size) == (
-                    disk.first_offset, disk.end_offset, disk.position, disk.size)
+                    disk.first_offset,
+                    disk.end_offset,
+                    disk.position,
+                    disk.size,
+                )
                 assert cached.read_bytes() == disk.read_bytes()
 
 
 TestLogMachine = LogMachine.TestCase
 TestLogMachine.settings = settings(
-    max_examples=40, stateful_step_count=25, deadline=None,
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from storage import layout
-from storage.batch import iter_headers
 from storage.checkpoint import encode_checkpoint, write_checkpoint
 from storage.errors import CorruptSegment
 from storage.log import TabletLog
 from tests.storage.conftest import FakeClock, crash, make_batch, read_all, small_config
+from wire.batch import iter_headers
 
 CONFIG = small_config(segment_bytes=1024, index_interval_bytes=128)
 
@@ -74,8 +74,13 @@ def build(tmp_path: Path, *, clean: bool, batches: int = 40) -> Built:
 
 
 def reopen(built: Built, *, truncate_corrupt: bool = False, full_scan: bool = False) -> TabletLog:
-    return TabletLog.open(built.directory, CONFIG, clock_ms=FakeClock(),
-                          truncate_corrupt=truncate_corrupt, full_scan=full_scan)
+    return TabletLog.open(
+        built.directory,
+        CONFIG,
+        clock_ms=FakeClock(),
+        truncate_corrupt=truncate_corrupt,
+        full_scan=full_scan,
+    )
 
 
 def flip(path: Path, position: int) -> None:
@@ -280,8 +285,13 @@ def test_damaged_time_index_is_rebuilt(tmp_path: Path, how: str) -> None:
 @pytest.mark.parametrize("content", [b"", b"garbage\n", "flipped"])
 @pytest.mark.parametrize(
     "name",
-    [layout.HIGH_WATERMARK_FILE, layout.LOG_START_OFFSET_FILE, layout.LEADER_EPOCHS_FILE,
-     layout.PRODUCER_STATE_FILE, layout.CLEAN_SHUTDOWN_FILE],
+    [
+        layout.HIGH_WATERMARK_FILE,
+        layout.LOG_START_OFFSET_FILE,
+        layout.LEADER_EPOCHS_FILE,
+        layout.PRODUCER_STATE_FILE,
+        layout.CLEAN_SHUTDOWN_FILE,
+    ],
 )
 def test_empty_or_garbled_checkpoint_is_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, content: bytes | str
@@ -311,8 +321,11 @@ def test_empty_or_garbled_checkpoint_is_not_fatal(
 
 def test_epoch_cache_ahead_of_the_log_is_truncated(tmp_path: Path) -> None:
     built = build(tmp_path, clean=False)
-    write_checkpoint(built.directory / layout.LEADER_EPOCHS_FILE, "leader-epochs",
-                     ["1 0", "2 30", f"3 {built.end_offset}", f"9 {built.end_offset + 50}"])
+    write_checkpoint(
+        built.directory / layout.LEADER_EPOCHS_FILE,
+        "leader-epochs",
+        ["1 0", "2 30", f"3 {built.end_offset}", f"9 {built.end_offset + 50}"],
+    )
     log = reopen(built)
     try:
         assert log.leader_epochs == ((1, 0), (2, 30), (3, built.end_offset))
@@ -338,8 +351,9 @@ def test_interrupted_retention_and_leftovers_are_finished(tmp_path: Path) -> Non
     built = build(tmp_path, clean=True)
     segments = built.segments()
     new_start = int(segments[2].stem)
-    write_checkpoint(built.directory / layout.LOG_START_OFFSET_FILE, "log-start-offset",
-                     [str(new_start)])
+    write_checkpoint(
+        built.directory / layout.LOG_START_OFFSET_FILE, "log-start-offset", [str(new_start)]
+    )
     (built.directory / "00000000000000000000.log.deleted").write_bytes(b"x")
     (built.directory / "leader-epochs.tmp").write_bytes(b"x")
     (built.directory / "00000000000000099999.index").write_bytes(b"")
@@ -364,19 +378,21 @@ def test_clean_marker_is_removed_on_open(tmp_path: Path) -> None:
     assert not marker.exists()
     log.close()
     assert marker.read_bytes() == encode_checkpoint(
-        "clean-shutdown", [f"{built.end_offset} {log.segment_bases[-1]} "
-                           f"{built.segments()[-1].stat().st_size}"]
+        "clean-shutdown",
+        [f"{built.end_offset} {log.segment_bases[-1]} {built.segments()[-1].stat().st_size}"],
     )
 
 
 def test_every_segment_below_the_start_offset_empties_the_log(tmp_path: Path) -> None:
     built = build(tmp_path, clean=True)
-    write_checkpoint(built.directory / layout.LOG_START_OFFSET_FILE, "log-start-offset",
-                     [str(built.end_offset + 100)])
+    write_checkpoint(
+        built.directory / layout.LOG_START_OFFSET_FILE,
+        "log-start-offset",
+        [str(built.end_offset + 100)],
+    )
     log = reopen(built)
     try:
         assert (log.start_offset, log.end_offset) == (built.end_offset + 100,) * 2
         assert log.segment_bases == [built.end_offset + 100]
     finally:
         log.close()
-

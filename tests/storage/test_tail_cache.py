@@ -103,8 +103,10 @@ def test_log_serves_the_tail_from_memory_and_forgets_it_on_roll_and_truncation(
     log.truncate_to(4)
     assert not log._tail.covers(2)
     log.append_as_leader(make_batch(count=2, tag=9), leader_epoch=2)
-    assert values_of(log.read(4, 1 << 20).read_bytes())[0][1] == values_of(
-        make_batch(count=2, tag=9))[0][1]
+    assert (
+        values_of(log.read(4, 1 << 20).read_bytes())[0][1]
+        == values_of(make_batch(count=2, tag=9))[0][1]
+    )
     log.roll()
     assert not log._tail.covers(4)
     log.close()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from storage import files as files_module
-from storage.batch import build_batch
 from storage.checkpoint import (
     decode_checkpoint,
     encode_checkpoint,
@@ -27,6 +26,7 @@ from storage.layout import list_segment_bases, parse_segment_name, segment_path
 from storage.retention import retention_count
 from storage.scan import BatchWalk
 from storage.segment import Segment
+from wire.batch import build_batch
 
 
 def test_checkpoint_round_trip_and_atomic_replace(tmp_path: Path) -> None:

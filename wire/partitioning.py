@@ -7,7 +7,7 @@ spread by the caller (round robin). Pure and thread-safe.
 
 from __future__ import annotations
 
-from storage.batch import crc32c
+from wire.batch import crc32c
 
 
 def tablet_for_key(key: bytes, tablets: int) -> int:

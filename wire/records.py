@@ -1,4 +1,4 @@
-"""Records inside a batch: their bytes, encoding and decoding (see ``storage.batch`` for the
+"""Records inside a batch: their bytes, encoding and decoding (see ``wire.batch`` for the
 batch around them). Pure and thread-safe.
 
 Each record (Kafka v2 style; ``varint`` is a zig-zag LEB128 integer)::
@@ -21,7 +21,7 @@ import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from storage.errors import CorruptBatch
+from wire.errors import CorruptBatch
 
 
 class Record(NamedTuple):
@@ -98,8 +98,12 @@ def _encoding_tables() -> tuple[list[bytes], list[bytes], list[bytes], list[byte
     attributes 0, timestamp delta 0 and offset delta n; no key then a value length n; and a
     header count 0 (the end of the previous record) then a record length n."""
     varints = [_varint_bytes(n) for n in range(_TABLE_SIZE)]
-    return (varints, [b"\x00\x00" + v for v in varints], [b"\x01" + v for v in varints],
-            [b"\x00" + v for v in varints])
+    return (
+        varints,
+        [b"\x00\x00" + v for v in varints],
+        [b"\x01" + v for v in varints],
+        [b"\x00" + v for v in varints],
+    )
 
 
 def encode_records(
@@ -132,8 +136,16 @@ def encode_records(
             key_len = varints[k] if k < size else varint(k)
             value_len = b"\x01" if value is None else varints[n] if n < size else varint(n)
             n += len(delta) + len(key_len) + k + len(value_len) + 1
-            extend((end_then[n] if n < size else b"\x00" + varint(n), delta, key_len, key,
-                    value_len, data))
+            extend(
+                (
+                    end_then[n] if n < size else b"\x00" + varint(n),
+                    delta,
+                    key_len,
+                    key,
+                    value_len,
+                    data,
+                )
+            )
     parts.append(b"\x00")  # the last record's header count
     # every record's length came after a 0 that ends the record before it: drop the first
     return bytearray(memoryview(b"".join(parts))[1:]), len(records)
@@ -254,16 +266,21 @@ def decode_records(  # noqa: PLR0915 - the hot loop of every consumer, inlined o
                 headers, p = _read_headers(body, p, end)
             if p != end:
                 raise CorruptBatch("record length does not match its fields")
-            append(new(record, (base + off_delta, append_time, key, value, headers,
-                                first_ts + ts_delta)))
+            append(
+                new(
+                    record,
+                    (base + off_delta, append_time, key, value, headers, first_ts + ts_delta),
+                )
+            )
             pos = end
     except IndexError:
         raise CorruptBatch("record fields run past the end of their batch") from None
     return records
 
 
-def _read_headers(body: bytes, pos: int, end: int
-                  ) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+def _read_headers(
+    body: bytes, pos: int, end: int
+) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
     count, pos = read_varint(body, pos)
     headers: list[tuple[str, bytes | None]] = []
     for _ in range(count):

@@ -31,7 +31,7 @@ own 4-byte checksum, while ``crc`` (computed once by whoever built the batch) st
 byte the producer wrote. Every byte of a batch is under one of the two checksums (Kafka's v2
 format leaves the base offset unchecked; this one does not).
 
-Records follow the header, encoded as ``storage.records`` describes.
+Records follow the header, encoded as ``wire.records`` describes.
 
 The timestamp users see is the batch's ``append_time_ms`` (the log's append time); the producer's
 create time is kept alongside.
@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import crc32c as _crc32c
 
-from storage.errors import CorruptBatch
-from storage.records import (
+from wire.errors import CorruptBatch
+from wire.records import (
     Record,
     RecordInput,
     decode_records,
@@ -58,9 +58,19 @@ from storage.records import (
 )
 
 __all__ = [
-    "BatchHeader", "Record", "RecordInput", "build_batch", "crc32c", "iter_headers",
-    "iter_records", "parse_header", "read_varint", "stamp_prefix", "stamped_prefix",
-    "validate_batch", "write_varint",
+    "BatchHeader",
+    "Record",
+    "RecordInput",
+    "build_batch",
+    "crc32c",
+    "iter_headers",
+    "iter_records",
+    "parse_header",
+    "read_varint",
+    "stamp_prefix",
+    "stamped_prefix",
+    "validate_batch",
+    "write_varint",
 ]
 
 MAGIC = 1
@@ -161,9 +171,16 @@ def build_batch(
     body, count = encode_records(records, headers=headers)
     head = bytearray(HEADER_SIZE)
     BODY.pack_into(
-        head, BODY_POS,
-        0, count - 1, create_time_ms, create_time_ms,
-        producer_id, producer_epoch, base_sequence, count,
+        head,
+        BODY_POS,
+        0,
+        count - 1,
+        create_time_ms,
+        create_time_ms,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        count,
     )
     crc = crc32c(body, crc32c(memoryview(head)[BODY_POS:]))
     struct.pack_into(">I", head, CRC_POS, crc)
@@ -258,5 +275,6 @@ def iter_records(buf: bytes | bytearray | memoryview, *, verify: bool = True) ->
     view = memoryview(buf)
     for pos, h in iter_headers(view, verify=verify):
         body = bytes(view[pos + HEADER_SIZE : pos + h.size])
-        yield from decode_records(body, h.base_offset, h.append_time_ms, h.first_timestamp,
-                                  h.record_count)
+        yield from decode_records(
+            body, h.base_offset, h.append_time_ms, h.first_timestamp, h.record_count
+        )
