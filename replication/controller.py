@@ -29,7 +29,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from node.config import LogSettings
-from replication import model
+from replication.commands import (
+    AlterIsr,
+    ClaimController,
+    CommitOffsets,
+    CreateLog,
+    DeleteLog,
+    ElectLeader,
+    FenceNode,
+    RegisterNode,
+)
 from replication.controller_core import COMMAND_TIMEOUT_S, ControllerCore, error_for_rejection
 from replication.errors import (
     AlreadyExists,
@@ -81,9 +90,9 @@ class Controller(ControllerCore):
     async def _claim(self, term: int) -> None:
         async with self._lock:
             result = await self.store.propose(
-                model.claim_controller(self.node_id, term), COMMAND_TIMEOUT_S
+                ClaimController(self.node_id, term), COMMAND_TIMEOUT_S
             )
-            if not result["ok"]:
+            if not result.ok:
                 log.warning("controller claim for term %d rejected: %s", term, result)
                 return
             view = self.store.view
@@ -118,9 +127,9 @@ class Controller(ControllerCore):
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         result, _ = await self._command(
-            model.create_log(term, name, settings.to_dict(), assignments)
+            CreateLog(term, name, settings.to_dict(), tuple(map(tuple, assignments)))
         )
-        if not result["ok"]:
+        if not result.ok:
             raise error_for_rejection(result)
         return list(self.store.view.tablets_of(name))
 
@@ -142,8 +151,8 @@ class Controller(ControllerCore):
         term = self._require_active()
         if name not in self.store.view.logs:
             raise UnknownLog(f"no log named {name!r}")
-        result, retried = await self._command(model.delete_log(term, name))
-        if not result["ok"] and not (retried and result["error"] == "unknown_log"):
+        result, retried = await self._command(DeleteLog(term, name))
+        if not result.ok and not (retried and result.error == "unknown_log"):
             raise error_for_rejection(result)
 
     async def alter_isr(
@@ -158,10 +167,10 @@ class Controller(ControllerCore):
         """Compare-and-set a tablet's ISR for its leader. The leader must not act on the new
         ISR unless this returns; raises StaleEpoch/StaleVersion when the CAS fails."""
         term = self._require_active()
-        cmd = model.alter_isr(term, log_name, tablet, leader, leader_epoch, version, isr)
+        cmd = AlterIsr(term, log_name, tablet, leader, leader_epoch, version, tuple(isr))
         result, retried = await self._command(cmd)
         current = self._tablet_or_raise(log_name, tablet)
-        if result["ok"]:
+        if result.ok:
             return current
         done = (
             current.leader == leader
@@ -179,10 +188,10 @@ class Controller(ControllerCore):
         """Move leadership to an alive ISR member (controlled shutdown, preferred leader)."""
         term = self._require_active()
         result, retried = await self._command(
-            model.elect_leader(term, log_name, tablet, leader_epoch, new_leader)
+            ElectLeader(term, log_name, tablet, leader_epoch, new_leader)
         )
         current = self._tablet_or_raise(log_name, tablet)
-        if result["ok"]:
+        if result.ok:
             return current
         if retried and current.leader == new_leader and current.leader_epoch == leader_epoch + 1:
             return current
@@ -190,9 +199,9 @@ class Controller(ControllerCore):
 
     async def commit_offsets(self, group: str, offsets: Sequence[Sequence[Any]]) -> None:
         self._require_active()
-        cmd = model.commit_offsets(group, [(str(o[0]), int(o[1]), int(o[2])) for o in offsets])
+        cmd = CommitOffsets(group, tuple((str(o[0]), int(o[1]), int(o[2])) for o in offsets))
         result, _ = await self._command(cmd)
-        if not result["ok"]:
+        if not result.ok:
             raise error_for_rejection(result)
 
     # ------------------------------------------------------------------ liveness
@@ -220,15 +229,15 @@ class Controller(ControllerCore):
 
     async def _register(self, node: str, incarnation: int, address: str) -> None:
         term = self._require_active()
-        result, _ = await self._command(model.register_node(term, node, address, incarnation))
-        if result["ok"]:
+        result, _ = await self._command(RegisterNode(term, node, address, incarnation))
+        if result.ok:
             self._liveness.registered(node, self._clock())
             log.info(
                 "registered %s incarnation %d at %s (%d tablets re-elected)",
                 node,
                 incarnation,
                 address,
-                result.get("tablets_changed", 0),
+                result.tablets_changed,
             )
         else:
             log.info("registration of %s refused: %s", node, result)
@@ -261,16 +270,14 @@ class Controller(ControllerCore):
 
     async def _move_to_preferred(self, tablet: TabletInfo) -> None:
         term = self._require_active()
-        cmd = model.elect_leader(
-            term, tablet.log, tablet.index, tablet.leader_epoch, tablet.replicas[0]
-        )
+        cmd = ElectLeader(term, tablet.log, tablet.index, tablet.leader_epoch, tablet.replicas[0])
         result, _ = await self._command(cmd)
         log.info(
             "preferred leader %s for %s/%d: %s",
             tablet.replicas[0],
             tablet.log,
             tablet.index,
-            "moved" if result["ok"] else result,
+            "moved" if result.ok else result,
         )
 
     async def _probe_and_fence(self, node: str, reason: str) -> bool:
@@ -284,8 +291,8 @@ class Controller(ControllerCore):
 
     async def _fence(self, node: str, incarnation: int, reason: str) -> bool:
         term = self._require_active()
-        result, _ = await self._command(model.fence_node(term, node, incarnation))
-        if not result["ok"]:
+        result, _ = await self._command(FenceNode(term, node, incarnation))
+        if not result.ok:
             log.info("fencing %s refused: %s", node, result)
             return False
         self._liveness.fenced(node)
@@ -294,6 +301,6 @@ class Controller(ControllerCore):
             node,
             incarnation,
             reason,
-            result.get("tablets_changed", 0),
+            result.tablets_changed,
         )
         return True

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from node.config import ClusterConfig
+from replication.command_base import Command, Result
 from replication.controller_client import ControllerClient
 from replication.errors import (
     AlreadyExists,
@@ -53,9 +54,9 @@ COMMAND_TIMEOUT_S = 2.0
 COMMAND_ATTEMPTS = 3
 
 
-def error_for_rejection(result: dict[str, Any]) -> ReplicationError:
+def error_for_rejection(result: Result) -> ReplicationError:
     """The error for a command the map recorded as a no-op."""
-    code, message = str(result.get("error")), str(result.get("message", ""))
+    code, message = str(result.error), result.message
     if code == "stale_epoch":
         return StaleEpoch(message)
     if code == "stale_version":
@@ -142,7 +143,7 @@ class ControllerCore:
 
     # ------------------------------------------------------------------ commands
 
-    async def _command(self, cmd: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    async def _command(self, cmd: Command) -> tuple[Result, bool]:
         """Apply ``cmd`` (with our term) and confirm it; returns (result, was_retried).
 
         Retries after an unknown outcome are safe because every command is idempotent or
@@ -152,11 +153,11 @@ class ControllerCore:
         async with self._lock:
             for attempt in range(COMMAND_ATTEMPTS):
                 term = self._require_active()
-                assert cmd.get("term", term) == term
+                assert getattr(cmd, "term", term) == term
                 try:
                     result = await self.store.propose(cmd, COMMAND_TIMEOUT_S)
                 except (MetadataTimeout, MetadataUnavailable) as exc:
-                    log.info("controller command %s attempt %d: %s", cmd["op"], attempt + 1, exc)
+                    log.info("controller command %s attempt %d: %s", cmd.op, attempt + 1, exc)
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue
                 if not self._still_leader(term):
@@ -164,7 +165,7 @@ class ControllerCore:
                         "lost Raft leadership while applying a command; its outcome is unknown"
                     )
                 return result, attempt > 0
-        raise MetadataTimeout(f"metadata command {cmd['op']} did not complete; it may have")
+        raise MetadataTimeout(f"metadata command {cmd.op} did not complete; it may have")
 
     def _tablet_or_raise(self, log_name: str, index: int) -> TabletInfo:
         tablet = self.store.view.tablet(log_name, index)

@@ -7,8 +7,9 @@ the loop never blocks on Raft and never reads a structure another thread is muta
 * :attr:`MetadataStore.view` is the latest applied :class:`ClusterView`, replaced as a whole
   (immutable snapshot) on the loop thread after each applied command;
 * :meth:`MetadataStore.subscribe` callbacks run on the loop thread after each replacement;
-* :meth:`MetadataStore.propose` completes an asyncio future from pysyncobj's callback and
-  always times out, because pysyncobj can lose callbacks.
+* :meth:`MetadataStore.propose` encodes a typed command (:mod:`replication.commands`) into a
+  journal entry, completes an asyncio future from pysyncobj's callback and always times out,
+  because pysyncobj can lose callbacks.
 
 Construct on the loop thread, which must be the main thread (pysyncobj's tick thread dies with
 the thread that constructed it). Every method is for the loop thread only.
@@ -26,6 +27,8 @@ from typing import Any, Protocol
 
 from node.config import ClusterConfig
 from replication import model
+from replication.command_base import Command, Result
+from replication.command_codec import Entry, encode
 from replication.errors import MetadataTimeout, MetadataUnavailable
 from replication.model import ClusterView
 from replication.raft_state import RaftState, error_for
@@ -38,7 +41,7 @@ Predicate = Callable[[ClusterView], bool]
 class RaftBackend(Protocol):
     """What the store needs from the Raft layer (``RaftState``; fakes in tests)."""
 
-    def submit(self, cmd: dict[str, Any], callback: Callable[[Any, int], None]) -> None: ...
+    def submit(self, entry: Entry, callback: Callable[[Result | None, int], None]) -> None: ...
     def is_raft_leader(self) -> bool: ...
     def raft_leader_id(self) -> str | None: ...
     def raft_term(self) -> int: ...
@@ -142,33 +145,38 @@ class MetadataStore:
 
     # ------------------------------------------------------------------ proposing
 
-    async def propose(self, cmd: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Replicate ``cmd``; returns model.apply's result (plus ``index``) once applied here.
+    async def propose(self, cmd: Command, timeout_s: float) -> Result:
+        """Replicate ``cmd``; returns its result (with ``index`` set) once applied here.
 
-        The result may be ``ok: False`` (the map recorded the command as a no-op). Raises
+        The result may be ``ok=False`` (the map recorded the command as a no-op). Raises
         MetadataTimeout when the outcome is unknown (timeout, leader change) and
         MetadataUnavailable when the command was certainly not applied. SUCCESS can be false
         after a partition (see replication/controller_core.py): callers confirm effects in the view.
         """
+        return await self.propose_entry(encode(cmd), timeout_s)
+
+    async def propose_entry(self, entry: Entry, timeout_s: float) -> Result:
+        """:meth:`propose` for an entry already encoded (or built by hand, as tests of garbage
+        entries do); the map decodes and validates it on apply like any other."""
         if self._closed:
             raise MetadataUnavailable("the metadata store is closed")
         deadline = time.monotonic() + timeout_s
         loop = self._loop
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        future: asyncio.Future[Result] = loop.create_future()
 
-        def on_done(result: Any, fail_reason: int) -> None:  # pysyncobj's thread, or ours
+        def on_done(result: Result | None, fail_reason: int) -> None:  # pysyncobj's thread, or ours
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(_settle, future, result, fail_reason)
 
-        self._raft.submit(cmd, on_done)
+        self._raft.submit(entry, on_done)
         try:
             result = await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             raise MetadataTimeout(
-                f"metadata command {cmd.get('op')!r} not applied within {timeout_s:.1f} s; "
+                f"metadata command {entry.get('op')!r} not applied within {timeout_s:.1f} s; "
                 "it may still be"
             ) from None
-        index = int(result.get("index", 0))
+        index = result.index
         try:
             await self.wait_for(
                 lambda v: v.applied_index >= index, max(deadline - time.monotonic(), 0.001)
@@ -225,14 +233,14 @@ class MetadataStore:
                 future.set_exception(MetadataUnavailable("the metadata store closed"))
 
 
-def _settle(future: asyncio.Future[dict[str, Any]], result: Any, fail_reason: int) -> None:
+def _settle(future: asyncio.Future[Result], result: object, fail_reason: int) -> None:
     """Complete a proposal's future on the loop thread (no-op if it timed out already)."""
     if future.done():
         return
     error = error_for(fail_reason)
     if error is not None:
         future.set_exception(error)
-    elif not isinstance(result, dict):
+    elif not isinstance(result, Result):
         future.set_exception(MetadataTimeout("metadata command returned no result"))
     else:
         future.set_result(result)

@@ -1,35 +1,32 @@
-"""The cluster metadata map as pure logic: frozen views, ``apply`` and command builders.
+"""The cluster metadata map as pure logic: frozen views, the initial state, applying entries.
 
-Raft (``raft_state.py``) replicates *commands*; every voter feeds them, in log order, to
-:func:`apply`, which changes a plain-dict state (layout in ``model_commands``) and returns a
-result dict. :func:`to_view` turns the state into an immutable :class:`ClusterView` that the
-rest of the node reads from any thread.
+Raft (``raft_state.py``) replicates journal entries, the encoded commands of
+:mod:`replication.commands`; every voter feeds them, in log order, to :func:`apply_entry`, which
+decodes the entry and applies the command to a plain-dict state (layout in
+:mod:`replication.commands`). :func:`to_view` turns the state into an immutable
+:class:`ClusterView` that the rest of the node reads from any thread.
 
-A command is a plain dict ``{"op": name, "v": 1, ...fields}`` made by the builders below. Rules
-every command obeys (see DESIGN.md §2):
+``apply_entry`` never raises: a malformed, stale or impossible command is recorded as a no-op
+(``Result(ok=False, error=code, ...)``), because a raising apply would make every voter retry
+the entry forever and hang the cluster (docs/architecture.md, metadata commands).
 
-* ``apply`` never raises: a malformed, stale or impossible command is recorded as a no-op whose
-  result is ``{"ok": False, "error": code, "message": ...}`` (a raising apply would make every
-  voter retry the entry forever and hang the cluster).
-* Controller commands carry the ``term`` of the controller claim they were issued under; a
-  command from any other term is rejected (``stale_term``/``unclaimed_term``).
-* Tablet changes requested by others are compare-and-set on ``leader_epoch`` and ``version``.
-
-Pure and deterministic; the view types are immutable and thread-safe. ``apply`` mutates the
-state it is given and is not thread-safe.
+Pure and deterministic; the view types are immutable and thread-safe. ``apply_entry`` mutates
+the state it is given and is not thread-safe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from replication import model_commands
-from replication.model_commands import Rejected, Result, State
+from replication.command_base import Rejected, Result, State
+from replication.command_codec import decode
 
-FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 1
+"""Layout version of the state (kept in snapshots as ``format``); entries have their own
+(:data:`replication.command_codec.ENCODING_VERSION`)."""
 
 
 class TabletId(NamedTuple):
@@ -138,7 +135,7 @@ def initial_state(cluster_name: str, nodes: Mapping[str, str]) -> State:
     top of it anywhere.
     """
     return {
-        "format": FORMAT_VERSION,
+        "format": STATE_FORMAT_VERSION,
         "cluster_name": cluster_name,
         "controller_term": 0,
         "controller": None,
@@ -154,32 +151,20 @@ def initial_state(cluster_name: str, nodes: Mapping[str, str]) -> State:
     }
 
 
-def apply(state: State, command: object) -> Result:
-    """Apply one command to ``state`` in place; returns the result, never raises.
+def apply_entry(state: State, entry: object) -> Result:
+    """Decode one journal entry and apply its command to ``state`` in place; never raises.
 
-    Rejected commands leave the state unchanged and return ``ok: False`` with an error code:
+    Rejected commands leave the state unchanged and return ``ok=False`` with an error code:
     ``bad_command``, ``unsupported_version``, ``unknown_op``, ``stale_term``, ``unclaimed_term``,
     ``stale_epoch``, ``stale_version``, ``stale_incarnation``, ``unknown_node``, ``unknown_log``,
     ``already_exists``, ``invalid``, ``ineligible_replica`` or ``internal`` (a bug).
     """
     try:
-        return _handler(command)(state, command)  # type: ignore[arg-type]
+        return decode(entry).apply(state)
     except Rejected as rejected:
-        return {"ok": False, "error": rejected.code, "message": rejected.message}
+        return Result.rejected(rejected.code, rejected.message)
     except Exception as exc:  # noqa: BLE001 - last line of defence: apply must never raise
-        return {"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}
-
-
-def _handler(command: object) -> Callable[[State, dict[str, Any]], Result]:
-    if not isinstance(command, dict):
-        raise Rejected("bad_command", "a command is a mapping")
-    if command.get("v") != FORMAT_VERSION:
-        raise Rejected("unsupported_version", f"command format {command.get('v')!r}")
-    op = command.get("op")
-    handler = model_commands.HANDLERS.get(op) if isinstance(op, str) else None
-    if handler is None:
-        raise Rejected("unknown_op", f"unknown command {str(op)[:64]!r}")
-    return handler
+        return Result.rejected("internal", f"{type(exc).__name__}: {exc}")
 
 
 def to_view(state: State, applied_index: int = 0) -> ClusterView:
@@ -226,76 +211,3 @@ def to_view(state: State, applied_index: int = 0) -> ClusterView:
             {log: tuple(sorted(ts, key=lambda t: t.index)) for log, ts in by_log.items()}
         ),
     )
-
-
-# ----------------------------------------------------------------------------- command builders
-
-
-def _cmd(op: str, **fields: Any) -> dict[str, Any]:
-    return {"op": op, "v": FORMAT_VERSION, **fields}
-
-
-def claim_controller(node: str, term: int) -> dict[str, Any]:
-    return _cmd("claim_controller", node=node, term=term)
-
-
-def register_node(term: int, node: str, address: str, incarnation: int) -> dict[str, Any]:
-    return _cmd("register_node", term=term, node=node, address=address, incarnation=incarnation)
-
-
-def fence_node(term: int, node: str, incarnation: int) -> dict[str, Any]:
-    return _cmd("fence_node", term=term, node=node, incarnation=incarnation)
-
-
-def create_log(
-    term: int, name: str, settings: Mapping[str, Any], assignments: Sequence[Sequence[str]]
-) -> dict[str, Any]:
-    return _cmd(
-        "create_log",
-        term=term,
-        name=name,
-        settings=dict(settings),
-        assignments=[list(r) for r in assignments],
-    )
-
-
-def delete_log(term: int, name: str) -> dict[str, Any]:
-    return _cmd("delete_log", term=term, name=name)
-
-
-def alter_isr(
-    term: int,
-    log: str,
-    tablet: int,
-    leader: str,
-    leader_epoch: int,
-    version: int,
-    isr: Sequence[str],
-) -> dict[str, Any]:
-    return _cmd(
-        "alter_isr",
-        term=term,
-        log=log,
-        tablet=tablet,
-        leader=leader,
-        leader_epoch=leader_epoch,
-        version=version,
-        isr=list(isr),
-    )
-
-
-def elect_leader(
-    term: int, log: str, tablet: int, leader_epoch: int, new_leader: str
-) -> dict[str, Any]:
-    return _cmd(
-        "elect_leader",
-        term=term,
-        log=log,
-        tablet=tablet,
-        leader_epoch=leader_epoch,
-        new_leader=new_leader,
-    )
-
-
-def commit_offsets(group: str, offsets: Sequence[tuple[str, int, int]]) -> dict[str, Any]:
-    return _cmd("commit_offsets", group=group, offsets=[list(o) for o in offsets])

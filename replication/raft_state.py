@@ -1,9 +1,11 @@
 """The metadata map replicated by Raft (pysyncobj 0.3.17). The only module importing pysyncobj.
 
 One ``SyncObj`` subclass holds the plain-dict state of :mod:`replication.model` and exposes a
-single ``@replicated`` method, ``apply_command(cmd)``, whose body calls the pure ``model.apply``
-and then publishes a new immutable :class:`ClusterView` through ``on_view``. pysyncobj is made
-safe as DESIGN.md §2 and the measured pysyncobj facts (summarised here) require:
+single ``@replicated`` method, ``apply_command(entry)``, whose body calls the pure
+``model.apply_entry`` and then publishes a new immutable :class:`ClusterView` through
+``on_view``. Entries are commands encoded by :mod:`replication.command_codec` (versioned plain
+dicts, never our classes). pysyncobj is made safe as docs/architecture.md and the measured
+pysyncobj facts (summarised here) require:
 
 * **Authentication**: ``password`` = the cluster secret. pysyncobj unpickles every inbound frame;
   with a password, frames that do not decrypt under the cluster key are dropped *before*
@@ -12,7 +14,7 @@ safe as DESIGN.md §2 and the measured pysyncobj facts (summarised here) require
 * **Durability**: the journal is :class:`replication.raft_journal.DurableJournal` (fsync per
   entry, term and vote fsync'ed before voting) instead of pysyncobj's unflushed mmap, and the
   snapshot (``dump``) is written with fsync through the custom serializer below.
-* **No poison pills**: ``apply_command`` never raises (model.apply never does, and a last
+* **No poison pills**: ``apply_command`` never raises (apply_entry never does, and a last
   try/except turns a bug into a recorded no-op), because a raising apply hangs every voter.
 * **Snapshots hold builtins only** and are read back with an unpickler that refuses every
   global, so even a forged snapshot cannot name a callable.
@@ -25,6 +27,7 @@ from any thread (they only enqueue commands or read single attributes).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import pickle
@@ -40,13 +43,15 @@ from pysyncobj.journal import MemoryJournal
 
 from node.config import ClusterConfig, Tuning
 from replication import model
+from replication.command_base import Result
+from replication.command_codec import Entry
 from replication.errors import MetadataTimeout, MetadataUnavailable, ReplicationError
 from replication.model import ClusterView
 from replication.raft_journal import DurableJournal, fsync_path
 
 log = logging.getLogger(__name__)
 
-Callback = Callable[[dict[str, Any] | None, int], None]
+Callback = Callable[[Result | None, int], None]
 """``callback(result, fail_reason)`` of a submitted command; runs on pysyncobj's thread (or
 on the submitting thread when the queue is full)."""
 
@@ -136,14 +141,14 @@ class _MetadataSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         self_node: str | None,
         other_nodes: Sequence[str],
         conf: SyncObjConf,
-        apply: Callable[[_MetadataSyncObj, object], dict[str, Any]],
+        apply: Callable[[_MetadataSyncObj, object], Result],
     ) -> None:
         self._apply_fn = apply  # set before super().__init__: excluded from pysyncobj's dump
         super().__init__(self_node, list(other_nodes), conf)
 
     @replicated  # type: ignore[untyped-decorator]  # pysyncobj is untyped
-    def apply_command(self, cmd: object) -> dict[str, Any]:
-        return self._apply_fn(self, cmd)
+    def apply_command(self, entry: object) -> Result:
+        return self._apply_fn(self, entry)
 
 
 def sync_conf(config: ClusterConfig, node_id: str, raft_dir: Path, **extra: Any) -> SyncObjConf:
@@ -225,16 +230,16 @@ class RaftState:
 
     # ------------------------------------------------------------------ pysyncobj thread
 
-    def _apply(self, sync: _MetadataSyncObj, cmd: object) -> dict[str, Any]:
+    def _apply(self, sync: _MetadataSyncObj, entry: object) -> Result:
         index = int(sync.raftLastApplied) + 1
         try:
-            result = dict(model.apply(self._state, cmd))
+            result = model.apply_entry(self._state, entry)
         except Exception as exc:
             log.exception("metadata apply failed at index %d", index)
-            result = {"ok": False, "error": "internal", "message": repr(exc)}
-        if not result["ok"]:
+            result = Result.rejected("internal", repr(exc))
+        if not result.ok:
             log.info("metadata command at index %d rejected: %s", index, result)
-        result["index"] = index
+        result = dataclasses.replace(result, index=index)
         if index >= int(sync.raftCommitIndex):
             self._publish(index)
         else:  # replaying a backlog: one view at the end of the tick is enough
@@ -281,20 +286,20 @@ class RaftState:
 
     # ------------------------------------------------------------------ any thread
 
-    def submit(self, cmd: dict[str, Any], callback: Callback) -> None:
-        """Propose ``cmd``; ``callback(result, fail_reason)`` fires once, on some thread.
+    def submit(self, entry: Entry, callback: Callback) -> None:
+        """Propose ``entry``; ``callback(result, fail_reason)`` fires once, on some thread.
 
-        ``result`` (on SUCCESS) is model.apply's result plus ``index``, the Raft index of the
+        ``result`` (on SUCCESS) is the command's result with ``index``, the Raft index of the
         entry. The callback may never fire (pysyncobj loses some): always time out.
         """
 
-        def guarded(result: dict[str, Any] | None, fail_reason: int) -> None:
+        def guarded(result: Result | None, fail_reason: int) -> None:
             try:
                 callback(result, fail_reason)
             except Exception:  # must not propagate into pysyncobj's tick
                 log.exception("metadata command callback failed")
 
-        self._sync.apply_command(cmd, callback=guarded)
+        self._sync.apply_command(entry, callback=guarded)
 
     def is_raft_leader(self) -> bool:
         """Whether this node believes it is Raft leader (several may, briefly: never a fence)."""

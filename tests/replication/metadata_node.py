@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -113,10 +114,10 @@ async def main(args: argparse.Namespace) -> None:
             return web.json_response({"error": "unauthorized"}, status=401)
         cmd = json.loads(await request.read())
         try:
-            result = await store.propose(cmd, 3.0)
+            result = await store.propose_entry(cmd, 3.0)
         except ReplicationError as exc:
             return web.json_response({"error": exc.code, "message": str(exc)}, status=503)
-        return web.json_response(result)
+        return web.json_response(dataclasses.asdict(result))
 
     app = web.Application()
     app.add_routes(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from node.config import LogSettings, Tuning
-from replication import model
+from replication.commands import ClaimController
 from replication.controller import Controller
 from replication.controller_client import ControllerClient
 from replication.errors import (
@@ -106,7 +106,7 @@ async def test_a_follower_is_never_active_and_names_the_controller() -> None:
     with pytest.raises(NotController) as info:
         await controller.handle_heartbeat("n2", 1, "x:1")
     assert info.value.controller is None
-    await store.propose(model.claim_controller("n3", 4), timeout_s=1)
+    await store.propose(ClaimController("n3", 4), timeout_s=1)
     with pytest.raises(NotController) as info:
         await controller.create_log("x", LogSettings())
     assert info.value.controller == "n3"

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from node.controller_api import controller_routes
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
+from replication.commands import ClaimController
 from replication.controller import Controller
 from replication.controller_client import ControllerClient
 from replication.errors import (
@@ -117,7 +118,7 @@ async def test_a_node_that_is_not_controller_names_the_controller(api: Api) -> N
     with pytest.raises(NotController) as info:
         await api.client.heartbeat(api.address, "n2", 1, "x:1")
     assert info.value.controller is None
-    await api.store.propose({"op": "claim_controller", "v": 1, "node": "n3", "term": 5}, 1)
+    await api.store.propose(ClaimController("n3", 5), 1)
     with pytest.raises(NotController) as info:
         await api.client.delete_log(api.address, "x")
     assert info.value.controller == "n3"

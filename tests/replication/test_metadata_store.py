@@ -4,6 +4,7 @@ applies commands on another thread (as pysyncobj does)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,9 @@ from pysyncobj import FAIL_REASON
 
 from node.config import ClusterConfig, NodeSpec, Tuning
 from replication import model
+from replication.command_base import Result
+from replication.command_codec import Entry
+from replication.commands import ClaimController
 from replication.errors import MetadataTimeout, MetadataUnavailable
 from replication.metadata import MetadataStore
 from replication.model import ClusterView
@@ -46,19 +50,19 @@ class FakeRaft:
         self.drop_callbacks = False
         self.fail_reason: int | None = None
         self.after_apply: Callable[[], None] | None = None  # runs before the callback
-        self.applied: list[dict[str, Any]] = []
+        self.applied: list[Entry] = []
         self.thread_names: set[str] = set()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-raft")
 
-    def submit(self, cmd: dict[str, Any], callback: Callable[[Any, int], None]) -> None:
+    def submit(self, entry: Entry, callback: Callable[[Any, int], None]) -> None:
         def run() -> None:
             self.thread_names.add(threading.current_thread().name)
             if self.fail_reason is not None:
                 callback(None, self.fail_reason)
                 return
             self.index += 1
-            result = dict(model.apply(self.state, cmd), index=self.index)
-            self.applied.append(cmd)
+            result = dataclasses.replace(model.apply_entry(self.state, entry), index=self.index)
+            self.applied.append(entry)
             self.on_view(model.to_view(self.state, self.index))
             if self.after_apply is not None:
                 self.after_apply()
@@ -105,13 +109,13 @@ async def test_propose_returns_the_result_after_the_view_shows_it() -> None:
     seen: list[tuple[int, str]] = []
     store.subscribe(lambda v: seen.append((v.applied_index, threading.current_thread().name)))
     assert store.view.controller is None and set(store.view.nodes) == {"n1", "n2", "n3"}
-    result = await store.propose(model.claim_controller("n1", 1), timeout_s=2)
-    assert result == {"ok": True, "changed": True, "index": 1}
+    result = await store.propose(ClaimController("n1", 1), timeout_s=2)
+    assert result == Result(ok=True, changed=True, index=1)
     assert store.view.controller == "n1" and store.view.applied_index == 1
     assert seen == [(1, threading.current_thread().name)], "subscribers run on the loop thread"
     assert raft.thread_names == {"fake-raft_0"}
-    rejected = await store.propose(model.claim_controller("n2", 1), timeout_s=2)
-    assert rejected["ok"] is False and rejected["error"] == "stale_term"
+    rejected = await store.propose(ClaimController("n2", 1), timeout_s=2)
+    assert rejected.ok is False and rejected.error == "stale_term"
     store.close()
 
 
@@ -119,7 +123,7 @@ async def test_lost_callback_times_out_as_unknown_outcome() -> None:
     store, raft = fake_store()
     raft.drop_callbacks = True
     with pytest.raises(MetadataTimeout):
-        await store.propose(model.claim_controller("n1", 1), timeout_s=0.2)
+        await store.propose(ClaimController("n1", 1), timeout_s=0.2)
     store.close()
 
 
@@ -142,7 +146,7 @@ async def test_failure_reasons_map_to_errors(reason: int, error: type[Exception]
     store, raft = fake_store()
     raft.fail_reason = reason
     with pytest.raises(error):
-        await store.propose(model.claim_controller("n1", 1), timeout_s=1)
+        await store.propose(ClaimController("n1", 1), timeout_s=1)
     store.close()
 
 
@@ -150,12 +154,12 @@ async def test_callback_from_the_loop_thread_is_handled() -> None:
     """pysyncobj calls back on the caller's thread when its queue is full."""
     store, raft = fake_store()
 
-    def submit_inline(cmd: dict[str, Any], callback: Callable[[Any, int], None]) -> None:
+    def submit_inline(entry: Entry, callback: Callable[[Any, int], None]) -> None:
         callback(None, FAIL_REASON.QUEUE_FULL)
 
     raft.submit = submit_inline  # type: ignore[method-assign]
     with pytest.raises(MetadataUnavailable):
-        await store.propose(model.claim_controller("n1", 1), timeout_s=1)
+        await store.propose(ClaimController("n1", 1), timeout_s=1)
     store.close()
 
 
@@ -164,7 +168,7 @@ async def test_wait_for_wakes_on_view_changes_and_on_ready() -> None:
     waiter = asyncio.ensure_future(store.wait_for(lambda v: v.controller == "n1", timeout_s=2))
     await asyncio.sleep(0.01)
     assert not waiter.done()
-    await store.propose(model.claim_controller("n1", 1), timeout_s=2)
+    await store.propose(ClaimController("n1", 1), timeout_s=2)
     assert (await waiter).controller == "n1"
     with pytest.raises(TimeoutError):
         await store.wait_for(lambda v: v.controller == "n2", timeout_s=0.05)
@@ -186,7 +190,7 @@ async def test_close_fails_waiters_and_later_proposals() -> None:
     with pytest.raises(MetadataUnavailable):
         await waiter
     with pytest.raises(MetadataUnavailable):
-        await store.propose(model.claim_controller("n1", 1), timeout_s=1)
+        await store.propose(ClaimController("n1", 1), timeout_s=1)
 
 
 async def test_a_failing_subscriber_does_not_starve_the_others() -> None:
@@ -198,6 +202,6 @@ async def test_a_failing_subscriber_does_not_starve_the_others() -> None:
 
     store.subscribe(broken)
     store.subscribe(lambda v: got.append(v.applied_index))
-    await store.propose(model.claim_controller("n1", 1), timeout_s=2)
+    await store.propose(ClaimController("n1", 1), timeout_s=2)
     assert got == [1]
     store.close()

@@ -12,7 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replication import model
-from replication.model_commands import HANDLERS, State
+from replication.command_base import Command, Result, State
+from replication.command_codec import COMMANDS_BY_OP, encode
+from replication.commands import (
+    AlterIsr,
+    ClaimController,
+    CommitOffsets,
+    CreateLog,
+    DeleteLog,
+    ElectLeader,
+    FenceNode,
+    RegisterNode,
+)
 
 NODES = {"n1": "h:1", "n2": "h:2", "n3": "h:3"}
 SETTINGS = {
@@ -24,27 +35,28 @@ SETTINGS = {
 }
 
 
-def ok(state: State, cmd: dict[str, Any]) -> dict[str, Any]:
-    result = model.apply(state, cmd)
-    assert result["ok"], result
+def ok(state: State, cmd: Command) -> Result:
+    """Apply ``cmd`` as a voter does (its journal entry) and expect success."""
+    result = model.apply_entry(state, encode(cmd))
+    assert result.ok, result
     return result
 
 
-def rejected(state: State, cmd: object, code: str) -> None:
+def rejected(state: State, cmd: Command, code: str) -> None:
     before = copy.deepcopy(state)
-    result = model.apply(state, cmd)
-    assert result == {"ok": False, "error": code, "message": result["message"]}
+    result = model.apply_entry(state, encode(cmd))
+    assert result == Result(ok=False, error=code, message=result.message)
     assert state == before, "a rejected command must leave the state unchanged"
 
 
 def cluster(term: int = 5, unclean: bool = False) -> State:
     """Three registered nodes, controller n1 at ``term``, log ``x``: t0 led by n1, t1 by n2."""
     state = model.initial_state("c", NODES)
-    ok(state, model.claim_controller("n1", term))
+    ok(state, ClaimController("n1", term))
     for i, node in enumerate(NODES, start=1):
-        ok(state, model.register_node(term, node, NODES[node], 100 + i))
+        ok(state, RegisterNode(term, node, NODES[node], 100 + i))
     log_settings = {**SETTINGS, "unclean_leader_election": unclean}
-    ok(state, model.create_log(term, "x", log_settings, [["n1", "n2", "n3"], ["n2", "n3", "n1"]]))
+    ok(state, CreateLog(term, "x", log_settings, (("n1", "n2", "n3"), ("n2", "n3", "n1"))))
     return state
 
 
@@ -62,21 +74,21 @@ def test_initial_state_lists_config_nodes_dead() -> None:
 
 def test_claim_controller_needs_a_newer_term() -> None:
     state = model.initial_state("c", NODES)
-    assert ok(state, model.claim_controller("n1", 3))["changed"]
-    assert not ok(state, model.claim_controller("n1", 3))["changed"]  # idempotent retry
-    rejected(state, model.claim_controller("n2", 3), "stale_term")
-    rejected(state, model.claim_controller("n2", 2), "stale_term")
-    ok(state, model.claim_controller("n2", 4))
+    assert ok(state, ClaimController("n1", 3)).changed
+    assert not ok(state, ClaimController("n1", 3)).changed  # idempotent retry
+    rejected(state, ClaimController("n2", 3), "stale_term")
+    rejected(state, ClaimController("n2", 2), "stale_term")
+    ok(state, ClaimController("n2", 4))
     assert (state["controller"], state["controller_term"]) == ("n2", 4)
 
 
 def test_commands_from_other_terms_are_no_ops() -> None:
     state = cluster(term=5)
-    ok(state, model.claim_controller("n2", 6))
-    rejected(state, model.fence_node(5, "n3", 103), "stale_term")
-    rejected(state, model.delete_log(5, "x"), "stale_term")
-    rejected(state, model.create_log(7, "y", SETTINGS, [["n1"], ["n2"]]), "unclaimed_term")
-    ok(state, model.fence_node(6, "n3", 103))
+    ok(state, ClaimController("n2", 6))
+    rejected(state, FenceNode(5, "n3", 103), "stale_term")
+    rejected(state, DeleteLog(5, "x"), "stale_term")
+    rejected(state, CreateLog(7, "y", SETTINGS, (("n1",), ("n2",))), "unclaimed_term")
+    ok(state, FenceNode(6, "n3", 103))
 
 
 @pytest.mark.parametrize(
@@ -120,8 +132,8 @@ def test_commands_from_other_terms_are_no_ops() -> None:
 def test_garbage_commands_are_recorded_no_ops(cmd: object) -> None:
     state = cluster()
     before = copy.deepcopy(state)
-    result = model.apply(state, cmd)
-    assert result["ok"] is False and isinstance(result["error"], str)
+    result = model.apply_entry(state, cmd)
+    assert result.ok is False and isinstance(result.error, str)
     assert state == before
 
 
@@ -158,7 +170,7 @@ _FIELDS = [
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    op=st.sampled_from([*HANDLERS, "nope"]),
+    op=st.sampled_from([*COMMANDS_BY_OP, "nope"]),
     v=st.sampled_from([1, 1, 1, 2, None]),
     fields=st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=8),
 )
@@ -167,16 +179,16 @@ def test_apply_never_raises_and_state_stays_picklable(
 ) -> None:
     state = cluster()
     cmd = {"op": op, "v": v, **fields}
-    result = model.apply(state, cmd)
-    assert isinstance(result["ok"], bool)
+    result = model.apply_entry(state, cmd)
+    assert isinstance(result.ok, bool)
     model.to_view(state)
     pickle.loads(pickle.dumps(state))
 
 
 def test_internal_errors_are_caught() -> None:
     state: State = {}  # a broken state makes the handler fail with KeyError
-    result = model.apply(state, model.claim_controller("n1", 1))
-    assert result["ok"] is False and result["error"] == "internal"
+    result = model.apply_entry(state, encode(ClaimController("n1", 1)))
+    assert result.ok is False and result.error == "internal"
 
 
 def test_create_log_places_leader_first_and_is_idempotent() -> None:
@@ -190,18 +202,16 @@ def test_create_log_places_leader_first_and_is_idempotent() -> None:
         "isr": ["n1", "n2", "n3"],
         "version": 0,
     }
-    again = model.create_log(5, "x", SETTINGS, [["n1", "n2", "n3"], ["n2", "n3", "n1"]])
-    assert ok(state, again) == {"ok": True, "created": False}
+    again = CreateLog(5, "x", SETTINGS, (("n1", "n2", "n3"), ("n2", "n3", "n1")))
+    assert ok(state, again) == Result(ok=True, changed=False)
     rejected(
         state,
-        model.create_log(5, "x", SETTINGS, [["n3", "n2", "n1"], ["n2", "n3", "n1"]]),
+        CreateLog(5, "x", SETTINGS, (("n3", "n2", "n1"), ("n2", "n3", "n1"))),
         "already_exists",
     )
     rejected(
         state,
-        model.create_log(
-            5, "x", {**SETTINGS, "fsync": "never"}, [["n1", "n2", "n3"], ["n2", "n3", "n1"]]
-        ),
+        CreateLog(5, "x", {**SETTINGS, "fsync": "never"}, (("n1", "n2", "n3"), ("n2", "n3", "n1"))),
         "already_exists",
     )
 
@@ -217,31 +227,31 @@ def test_create_log_places_leader_first_and_is_idempotent() -> None:
 )
 def test_create_log_validates_assignments(assignments: list[list[str]], code: str) -> None:
     state = cluster()
-    rejected(state, model.create_log(5, "y", SETTINGS, assignments), code)
+    rejected(state, CreateLog(5, "y", SETTINGS, tuple(map(tuple, assignments))), code)
 
 
 def test_create_log_with_a_dead_first_replica_is_led_by_a_live_one() -> None:
     state = cluster()
-    ok(state, model.fence_node(5, "n1", 101))
-    ok(state, model.create_log(5, "y", {**SETTINGS, "tablets": 1}, [["n1", "n2", "n3"]]))
+    ok(state, FenceNode(5, "n1", 101))
+    ok(state, CreateLog(5, "y", {**SETTINGS, "tablets": 1}, (("n1", "n2", "n3"),)))
     assert state["tablets"][("y", 0)]["leader"] == "n2"
 
 
 def test_delete_log_removes_tablets_and_offsets() -> None:
     state = cluster()
-    ok(state, model.commit_offsets("g", [("x", 1, 42)]))
+    ok(state, CommitOffsets("g", (("x", 1, 42),)))
     first_id = model.to_view(state).logs["x"].log_id
-    ok(state, model.delete_log(5, "x"))
+    ok(state, DeleteLog(5, "x"))
     assert state["logs"] == {} and state["tablets"] == {} and state["offsets"] == {}
-    rejected(state, model.delete_log(5, "x"), "unknown_log")
-    ok(state, model.create_log(5, "x", SETTINGS, [["n1", "n2", "n3"], ["n2", "n3", "n1"]]))
+    rejected(state, DeleteLog(5, "x"), "unknown_log")
+    ok(state, CreateLog(5, "x", SETTINGS, (("n1", "n2", "n3"), ("n2", "n3", "n1"))))
     assert model.to_view(state).logs["x"].log_id not in ("", first_id), "ids are never reused"
 
 
 def test_fence_moves_leadership_to_first_alive_isr_member_and_shrinks_isr() -> None:
     state = cluster()
-    result = ok(state, model.fence_node(5, "n1", 101))
-    assert result["tablets_changed"] == 2
+    result = ok(state, FenceNode(5, "n1", 101))
+    assert result.tablets_changed == 2
     t0, t1 = tablet(state, 0), tablet(state, 1)
     assert (t0["leader"], t0["leader_epoch"], t0["isr"], t0["version"]) == (
         "n2",
@@ -258,15 +268,15 @@ def test_fence_moves_leadership_to_first_alive_isr_member_and_shrinks_isr() -> N
         1,
     )
     assert not state["nodes"]["n1"]["alive"]
-    assert not ok(state, model.fence_node(5, "n1", 101))["changed"]  # idempotent
+    assert not ok(state, FenceNode(5, "n1", 101)).changed  # idempotent
 
 
 def test_fence_never_empties_the_isr_and_leaves_the_tablet_leaderless() -> None:
     state = cluster()
-    ok(state, model.fence_node(5, "n2", 102))
-    ok(state, model.fence_node(5, "n3", 103))
+    ok(state, FenceNode(5, "n2", 102))
+    ok(state, FenceNode(5, "n3", 103))
     assert tablet(state, 0)["isr"] == ["n1"]
-    ok(state, model.fence_node(5, "n1", 101))
+    ok(state, FenceNode(5, "n1", 101))
     t0 = tablet(state, 0)
     assert (t0["leader"], t0["isr"], t0["leader_epoch"]) == (None, ["n1"], 1)
     # t1 lost its leader n2 first (to n3), then n3 (to n1), then n1 (to nobody)
@@ -275,22 +285,22 @@ def test_fence_never_empties_the_isr_and_leaves_the_tablet_leaderless() -> None:
 
 def test_fence_with_unclean_election_picks_any_alive_replica() -> None:
     state = cluster(unclean=True)
-    ok(state, model.alter_isr(5, "x", 0, "n1", 0, 0, ["n1"]))
-    ok(state, model.fence_node(5, "n1", 101))
+    ok(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n1",)))
+    ok(state, FenceNode(5, "n1", 101))
     t0 = tablet(state, 0)
     assert (t0["leader"], t0["isr"]) == ("n2", ["n2"])
 
 
 def test_fence_needs_the_current_incarnation() -> None:
     state = cluster()
-    rejected(state, model.fence_node(5, "n1", 100), "stale_incarnation")
-    rejected(state, model.fence_node(5, "n9", 1), "unknown_node")
+    rejected(state, FenceNode(5, "n1", 100), "stale_incarnation")
+    rejected(state, FenceNode(5, "n9", 1), "unknown_node")
 
 
 def test_register_of_a_new_incarnation_reelects_its_tablets() -> None:
     state = cluster()
-    result = ok(state, model.register_node(5, "n1", "h:1", 201))
-    assert result["tablets_changed"] == 1
+    result = ok(state, RegisterNode(5, "n1", "h:1", 201))
+    assert result.tablets_changed == 1
     t0 = tablet(state, 0)
     assert (t0["leader"], t0["leader_epoch"], t0["leader_incarnation"], t0["version"]) == (
         "n2",
@@ -298,14 +308,14 @@ def test_register_of_a_new_incarnation_reelects_its_tablets() -> None:
         102,
         1,
     )
-    rejected(state, model.register_node(5, "n1", "h:1", 150), "stale_incarnation")
-    assert not ok(state, model.register_node(5, "n1", "h:1", 201))["changed"]
+    rejected(state, RegisterNode(5, "n1", "h:1", 150), "stale_incarnation")
+    assert not ok(state, RegisterNode(5, "n1", "h:1", 201)).changed
 
 
 def test_register_of_a_new_incarnation_keeps_it_leader_when_alone() -> None:
     state = cluster()
-    ok(state, model.alter_isr(5, "x", 0, "n1", 0, 0, ["n1"]))
-    ok(state, model.register_node(5, "n1", "h:1", 201))
+    ok(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n1",)))
+    ok(state, RegisterNode(5, "n1", "h:1", 201))
     t0 = tablet(state, 0)
     assert (t0["leader"], t0["leader_epoch"], t0["leader_incarnation"]) == ("n1", 1, 201)
 
@@ -313,74 +323,74 @@ def test_register_of_a_new_incarnation_keeps_it_leader_when_alone() -> None:
 def test_returning_isr_member_leads_its_leaderless_tablets() -> None:
     state = cluster()
     for node, inc in (("n2", 102), ("n3", 103), ("n1", 101)):
-        ok(state, model.fence_node(5, node, inc))
-    ok(state, model.register_node(5, "n2", "h:2", 302))  # not in the ISR: stays leaderless
+        ok(state, FenceNode(5, node, inc))
+    ok(state, RegisterNode(5, "n2", "h:2", 302))  # not in the ISR: stays leaderless
     assert tablet(state, 0)["leader"] is None
-    ok(state, model.register_node(5, "n1", "h:1", 301))
+    ok(state, RegisterNode(5, "n1", "h:1", 301))
     t0 = tablet(state, 0)
     assert (t0["leader"], t0["leader_epoch"], t0["leader_incarnation"]) == ("n1", 2, 301)
 
 
 def test_alter_isr_is_compare_and_set() -> None:
     state = cluster()
-    rejected(state, model.alter_isr(5, "x", 0, "n1", 1, 0, ["n1"]), "stale_epoch")
-    rejected(state, model.alter_isr(5, "x", 0, "n2", 0, 0, ["n2"]), "stale_epoch")
-    rejected(state, model.alter_isr(5, "x", 0, "n1", 0, 3, ["n1"]), "stale_version")
-    rejected(state, model.alter_isr(5, "x", 0, "n1", 0, 0, ["n2"]), "invalid")
-    rejected(state, model.alter_isr(5, "x", 0, "n1", 0, 0, ["n1", "n9"]), "invalid")
-    rejected(state, model.alter_isr(5, "x", 7, "n1", 0, 0, ["n1"]), "unknown_log")
-    ok(state, model.alter_isr(5, "x", 0, "n1", 0, 0, ["n3", "n1"]))
+    rejected(state, AlterIsr(5, "x", 0, "n1", 1, 0, ("n1",)), "stale_epoch")
+    rejected(state, AlterIsr(5, "x", 0, "n2", 0, 0, ("n2",)), "stale_epoch")
+    rejected(state, AlterIsr(5, "x", 0, "n1", 0, 3, ("n1",)), "stale_version")
+    rejected(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n2",)), "invalid")
+    rejected(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n1", "n9")), "invalid")
+    rejected(state, AlterIsr(5, "x", 7, "n1", 0, 0, ("n1",)), "unknown_log")
+    ok(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n3", "n1")))
     assert (tablet(state)["isr"], tablet(state)["version"]) == (["n1", "n3"], 1)
-    rejected(state, model.alter_isr(5, "x", 0, "n1", 0, 0, ["n1"]), "stale_version")
+    rejected(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n1",)), "stale_version")
 
 
 def test_alter_isr_cannot_add_a_fenced_node() -> None:
     state = cluster()
-    ok(state, model.fence_node(5, "n3", 103))
+    ok(state, FenceNode(5, "n3", 103))
     version = tablet(state)["version"]
     rejected(
         state,
-        model.alter_isr(5, "x", 0, "n1", 0, version, ["n1", "n2", "n3"]),
+        AlterIsr(5, "x", 0, "n1", 0, version, ("n1", "n2", "n3")),
         "ineligible_replica",
     )
 
 
 def test_deposed_leader_cannot_change_the_isr() -> None:
     state = cluster()
-    ok(state, model.fence_node(5, "n1", 101))  # n2 now leads t0 at epoch 1
-    rejected(state, model.alter_isr(5, "x", 0, "n1", 0, 1, ["n1"]), "stale_epoch")
+    ok(state, FenceNode(5, "n1", 101))  # n2 now leads t0 at epoch 1
+    rejected(state, AlterIsr(5, "x", 0, "n1", 0, 1, ("n1",)), "stale_epoch")
 
 
 def test_elect_leader_is_compare_and_set_on_epoch() -> None:
     state = cluster()
-    rejected(state, model.elect_leader(5, "x", 0, 1, "n2"), "stale_epoch")
-    ok(state, model.fence_node(5, "n3", 103))
-    rejected(state, model.elect_leader(5, "x", 0, 0, "n3"), "ineligible_replica")
-    ok(state, model.elect_leader(5, "x", 0, 0, "n2"))
+    rejected(state, ElectLeader(5, "x", 0, 1, "n2"), "stale_epoch")
+    ok(state, FenceNode(5, "n3", 103))
+    rejected(state, ElectLeader(5, "x", 0, 0, "n3"), "ineligible_replica")
+    ok(state, ElectLeader(5, "x", 0, 0, "n2"))
     t0 = tablet(state)
     assert (t0["leader"], t0["leader_epoch"], t0["leader_incarnation"]) == ("n2", 1, 102)
-    rejected(state, model.elect_leader(5, "x", 0, 0, "n1"), "stale_epoch")
+    rejected(state, ElectLeader(5, "x", 0, 0, "n1"), "stale_epoch")
 
 
 def test_commit_offsets_is_all_or_nothing() -> None:
     state = cluster()
-    ok(state, model.commit_offsets("g", [("x", 0, 5), ("x", 1, 7)]))
-    rejected(state, model.commit_offsets("g", [("x", 0, 9), ("x", 2, 1)]), "unknown_log")
+    ok(state, CommitOffsets("g", (("x", 0, 5), ("x", 1, 7))))
+    rejected(state, CommitOffsets("g", (("x", 0, 9), ("x", 2, 1))), "unknown_log")
     assert state["offsets"] == {("g", "x", 0): 5, ("g", "x", 1): 7}
 
 
 def test_replaying_the_same_commands_gives_the_same_state() -> None:
     commands = [
-        model.claim_controller("n1", 1),
-        *(model.register_node(1, n, a, 7) for n, a in NODES.items()),
-        model.create_log(1, "x", SETTINGS, [["n1", "n2", "n3"], ["n2", "n3", "n1"]]),
-        model.fence_node(1, "n2", 7),
-        model.claim_controller("n3", 2),
-        model.register_node(2, "n2", "h:2", 8),
-        model.alter_isr(1, "x", 0, "n1", 0, 1, ["n1"]),  # stale term: no-op
+        ClaimController("n1", 1),
+        *(RegisterNode(1, n, a, 7) for n, a in NODES.items()),
+        CreateLog(1, "x", SETTINGS, (("n1", "n2", "n3"), ("n2", "n3", "n1"))),
+        FenceNode(1, "n2", 7),
+        ClaimController("n3", 2),
+        RegisterNode(2, "n2", "h:2", 8),
+        AlterIsr(1, "x", 0, "n1", 0, 1, ("n1",)),  # stale term: no-op
     ]
     a, b = model.initial_state("c", NODES), model.initial_state("c", NODES)
-    results_a = [model.apply(a, c) for c in commands]
-    results_b = [model.apply(b, copy.deepcopy(c)) for c in commands]
+    results_a = [model.apply_entry(a, encode(c)) for c in commands]
+    results_b = [model.apply_entry(b, copy.deepcopy(encode(c))) for c in commands]
     assert a == b and results_a == results_b
     assert model.to_view(a, 9) == model.to_view(b, 9)

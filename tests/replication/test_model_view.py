@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 
 from replication import model
+from replication.command_codec import encode
+from replication.commands import FenceNode
 from tests.replication.test_model_apply import cluster
 
 
@@ -39,7 +41,7 @@ def test_view_reflects_the_state_and_is_read_only() -> None:
 
 def test_view_helpers() -> None:
     state = cluster()
-    model.apply(state, model.fence_node(5, "n1", 101))
+    model.apply_entry(state, encode(FenceNode(5, "n1", 101)))
     view = model.to_view(state)
     assert [t.index for t in view.tablets_of("x")] == [0, 1]
     assert view.tablets_of("nope") == ()
@@ -57,7 +59,7 @@ def test_view_helpers() -> None:
 def test_leaderless_tablet_has_no_leader_address() -> None:
     state = cluster()
     for node, inc in (("n2", 102), ("n3", 103), ("n1", 101)):
-        model.apply(state, model.fence_node(5, node, inc))
+        model.apply_entry(state, encode(FenceNode(5, node, inc)))
     view = model.to_view(state)
     t0 = view.tablet("x", 0)
     assert t0 is not None and view.leader_address(t0) is None

@@ -12,6 +12,9 @@ import pytest
 
 from node.config import ClusterConfig, LogSettings, NodeSpec
 from replication import model
+from replication.command_base import Command
+from replication.command_codec import encode
+from replication.commands import ClaimController, CreateLog, DeleteLog
 from replication.model import ClusterView, TabletId
 from replication.peer_client import PeerClient
 from replication.replica_manager import ReplicaManager
@@ -28,16 +31,16 @@ CONFIG = ClusterConfig(
 
 
 class Map:
-    """A metadata state driven by model.apply, as the Raft map would be."""
+    """A metadata state driven by model.apply_entry, as the Raft map would be."""
 
     def __init__(self) -> None:
         self.state: dict[str, Any] = model.initial_state("t", NODES)
         self.index = 0
-        self.apply(model.claim_controller("a", 1))
+        self.apply(ClaimController("a", 1))
 
-    def apply(self, cmd: dict[str, Any]) -> None:
-        result = model.apply(self.state, cmd)
-        assert result["ok"], result
+    def apply(self, cmd: Command) -> None:
+        result = model.apply_entry(self.state, encode(cmd))
+        assert result.ok, result
         self.index += 1
 
     def view(self) -> ClusterView:
@@ -57,7 +60,7 @@ async def manager(tmp_path: Path) -> AsyncIterator[ReplicaManager]:
 
 def create(meta: Map, name: str) -> None:
     settings = LogSettings(tablets=1, replication_factor=3, fsync="never").to_dict()
-    meta.apply(model.create_log(1, name, settings, [["a", "b", "c"]]))
+    meta.apply(CreateLog(1, name, settings, (("a", "b", "c"),)))
 
 
 async def test_a_lagging_view_never_deletes_local_data(
@@ -87,7 +90,7 @@ async def test_a_log_deleted_while_down_is_removed(manager: ReplicaManager) -> N
     manager.on_view(meta.view(), complete=True)
     gone_dir = manager.logs.directory_for("gone", 0)
     await manager.close()
-    meta.apply(model.delete_log(1, "gone"))
+    meta.apply(DeleteLog(1, "gone"))
     fresh = ReplicaManager("c", 8, CONFIG, manager.logs, manager.peer)
     fresh.on_view(meta.view(), complete=False)
     assert gone_dir.exists(), "an incomplete view deletes nothing"
@@ -101,7 +104,7 @@ async def test_a_recreated_log_replaces_the_old_replica(manager: ReplicaManager)
     create(meta, "again")
     manager.on_view(meta.view(), complete=True)
     first = manager.replicas[TabletId("again", 0)].log_id
-    meta.apply(model.delete_log(1, "again"))
+    meta.apply(DeleteLog(1, "again"))
     create(meta, "again")
     manager.on_view(meta.view(), complete=True)
     assert manager.replicas[TabletId("again", 0)].log_id != first
