@@ -6,7 +6,7 @@ result dict. :func:`to_view` turns the state into an immutable :class:`ClusterVi
 rest of the node reads from any thread.
 
 A command is a plain dict ``{"op": name, "v": 1, ...fields}`` made by the builders below. Rules
-every command obeys (see DESIGN.md §2):
+every command obeys (see docs/architecture.md#metadata-commands):
 
 * ``apply`` never raises: a malformed, stale or impossible command is recorded as a no-op whose
   result is ``{"ok": False, "error": code, "message": ...}`` (a raising apply would make every

@@ -3,7 +3,8 @@
 One ``SyncObj`` subclass holds the plain-dict state of :mod:`replication.model` and exposes a
 single ``@replicated`` method, ``apply_command(cmd)``, whose body calls the pure ``model.apply``
 and then publishes a new immutable :class:`ClusterView` through ``on_view``. pysyncobj is made
-safe as DESIGN.md §2 and the measured pysyncobj facts (summarised here) require:
+safe as docs/architecture.md#metadata-map and the measured pysyncobj facts (summarised
+here) require:
 
 * **Authentication**: ``password`` = the cluster secret. pysyncobj unpickles every inbound frame;
   with a password, frames that do not decrypt under the cluster key are dropped *before*
