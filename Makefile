@@ -3,12 +3,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# Coverage of the product packages, reported by `make test` (node subprocesses of the cluster
+# tests are not measured: only the test process is).
+COV := --cov=wire --cov=storage --cov=replication --cov=node --cov=client \
+	--cov-report=term:skip-covered
 
 .PHONY: help setup dev test lint unit cluster-tests bench soak compose-test clean
 
 help:
 	@echo "make dev      set up and run a local 3-node cluster (the main job)"
-	@echo "make test     set up, lint and run the whole test suite (what CI runs)"
+	@echo "make test     set up, lint and run the whole test suite with coverage (what CI runs)"
 	@echo "make bench    benchmarks against the machine's limits and peers"
 	@echo "make soak     long fault-injection run"
 
@@ -29,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 test: $(STAMP) lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q $(COV)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not cluster and not netns and not compose and not soak"

@@ -1,4 +1,4 @@
-"""What the client returns: frozen dataclasses parsed from the JSON answers of API.md.
+"""What the client returns: frozen dataclasses parsed from the JSON answers of docs/openapi.yaml.
 
 Each type keeps the server's field names and offers ``to_dict()`` that gives back the JSON shape
 (the CLI's ``--json`` output is exactly that). Parsing is lenient about extra fields (the API may

@@ -243,7 +243,7 @@ async def describe_log(request: web.Request) -> web.Response:
 
 
 async def describe(ctx: NodeContext, name: str) -> dict[str, Any]:
-    """API.md's log description: config, and per tablet placement plus leader positions."""
+    """The log description of docs/openapi.yaml: config, per tablet placement, leader positions."""
     info = ctx.view.logs[name]
     stats = await leader_positions(ctx, name)
     return {

@@ -1,6 +1,6 @@
 """Cluster config: YAML → frozen dataclasses, validated, unknown keys rejected.
 
-The schema is the public contract of ``API.md`` (``cluster``, ``nodes``, ``data_dir``,
+The schema is the public contract (README "Configuration"; ``cluster``, ``nodes``, ``data_dir``,
 ``log_defaults``) plus an optional ``tuning`` section of timers that has safe defaults. Every
 mistake raises :class:`ConfigError` with a one-line reason naming the offending key.
 """

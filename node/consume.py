@@ -64,7 +64,7 @@ def _check_range(tablet_log: TabletLog, offset: int) -> None:
 
 
 def records_json(outcome: ReadOutcome, max_records: int) -> dict[str, Any]:
-    """The JSON consume answer of API.md: records from the asked offset, at most max_records."""
+    """The JSON consume answer (docs/openapi.yaml): records from the asked offset, ≤ max_records."""
     records: list[dict[str, Any]] = []
     next_offset = outcome.asked_offset
     for record in iter_records(outcome.data, verify=False):

@@ -6,9 +6,14 @@ decodes the entry and applies the command to a plain-dict state (layout in
 :mod:`replication.commands`). :func:`to_view` turns the state into an immutable
 :class:`ClusterView` that the rest of the node reads from any thread.
 
+<<<<<<< HEAD
 ``apply_entry`` never raises: a malformed, stale or impossible command is recorded as a no-op
 (``Result(ok=False, error=code, ...)``), because a raising apply would make every voter retry
 the entry forever and hang the cluster (docs/architecture.md, metadata commands).
+=======
+A command is a plain dict ``{"op": name, "v": 1, ...fields}`` made by the builders below. Rules
+every command obeys (see docs/architecture.md#metadata-commands):
+>>>>>>> h-docs
 
 Pure and deterministic; the view types are immutable and thread-safe. ``apply_entry`` mutates
 the state it is given and is not thread-safe.

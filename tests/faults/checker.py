@@ -4,7 +4,8 @@ The history of one run (:class:`History`, see :mod:`tests.faults.history`) holds
 workload saw — every write attempt with its outcome, every answer of a polling reader — what the
 final read found once the faults were healed, each replica's own digest of every tablet, and the
 faults that were injected. The checker (:func:`check`) looks for the anomalies the product
-promise (DESIGN.md §7) rules out, after the Kafka checker of Jepsen (``jepsen/tests/kafka.clj``):
+promise (docs/architecture.md#the-promise) rules out, after the Kafka checker of Jepsen
+(``jepsen/tests/kafka.clj``):
 
 * **lost** — an acknowledged (``acks=all``) record is not in the final read at the offset it was
   acknowledged at (missing, or moved elsewhere);
@@ -73,7 +74,7 @@ _LENGTH = struct.Struct(">i")
 
 
 def digest_of(records: Iterable[FinalRecord]) -> str:
-    """The replica digest of API.md for these records (the formula of ``node/consume.py``)."""
+    """The replica digest (docs/openapi.yaml) of these records (as ``node/consume.py``)."""
     digest = hashlib.sha256()
     for record in records:
         digest.update(_DIGEST_FIELDS.pack(record.offset, record.timestamp))

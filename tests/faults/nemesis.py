@@ -1,4 +1,4 @@
-"""Nemeses: the faults of DESIGN.md §7, each injected and healed within a bounded time.
+"""Nemeses: the faults of docs/architecture.md#the-promise, injected and healed in bounded time.
 
 Every nemesis picks its target from the cluster's current state (usually the leader of a random
 tablet), injects the fault, holds it, heals it, and returns a :class:`Fault` with the run-clock

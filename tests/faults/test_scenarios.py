@@ -53,10 +53,11 @@ def _fill(cluster: Cluster, tablet: int, records: int) -> None:
 def test_a_bit_flip_in_a_followers_closed_segment_is_detected_and_repaired(
     tmp_path: Path,
 ) -> None:
-    """DESIGN.md §7: bit flips in segment files are detected and the replica recovers from the
-    leader. One bit of a record *value* in the first (closed) segment of a follower is flipped
-    while the follower is stopped; once it is back in sync, its own digest must equal the
-    leader's (a replica that cannot compute it, or still holds the damage, has not recovered)."""
+    """docs/architecture.md#the-promise: bit flips in segment files are detected and the
+    replica recovers from the leader. One bit of a record *value* in the first (closed) segment
+    of a follower is flipped while the follower is stopped; once it is back in sync, its own
+    digest must equal the leader's (a replica that cannot compute it, or still holds the damage,
+    has not recovered)."""
     with fault_cluster(tmp_path) as cluster:
         create_log(cluster, RunConfig([], 0, 0, log=LOG, tablets=TABLETS))
         _fill(cluster, 0, 1500)

@@ -7,7 +7,7 @@ key routing, with keys chosen to hash to their tablet. Every attempt is recorded
 
 * ``ok`` — 200, with the (tablet, offset) of each record;
 * ``fail`` — definitely not written: a 4xx, a 503 ``not_enough_replicas`` or ``no_leader``
-  (API.md), or a refused connection (nothing was sent);
+  (docs/architecture.md#errors), or a refused connection (nothing was sent);
 * ``info`` — unknown: a 503 ``timeout`` (or any other 5xx), a client-side timeout, a reset.
 
 After a failure a writer backs off briefly and writes new values under a new attempt id (values

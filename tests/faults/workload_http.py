@@ -3,7 +3,7 @@
 :func:`call` (JSON) and :func:`post_bytes` (the binary produce endpoint) send one request and
 never raise for network trouble: they return an :class:`Answer` (status 0 when no HTTP answer
 came, ``refused`` when the connection was refused and so nothing was sent). :func:`classify`
-turns a produce answer into an outcome per API.md's contract; :func:`record_value` reads a
+turns a produce answer into an outcome per docs/architecture.md#errors; :func:`record_value` reads a
 consumed record's value. Standard library HTTP only (urllib).
 """
 
@@ -72,7 +72,7 @@ def error_code(answer: Answer) -> str:
 
 
 def classify(answer: Answer) -> Outcome:
-    """The outcome of a produce answer, per API.md's contract."""
+    """The outcome of a produce answer, per docs/architecture.md#errors."""
     if answer.status == 200:
         return "ok"
     if answer.status == 0:
