@@ -88,7 +88,7 @@ def _tablet(state: State, cmd: dict[str, Any]) -> tuple[tuple[str, int], dict[st
     key = (_str(cmd, "log"), _int(cmd, "tablet"))
     tablet = state["tablets"].get(key)
     if tablet is None:
-        raise Rejected("unknown_log", f"no tablet {key[1]} of log {key[0]!r}")
+        raise Rejected("not_found", f"no tablet {key[1]} of log {key[0]!r}")
     return key, tablet
 
 
@@ -249,7 +249,7 @@ def delete_log(state: State, cmd: dict[str, Any]) -> Result:
     name = _str(cmd, "name")
     settings = state["logs"].pop(name, None)
     if settings is None:
-        raise Rejected("unknown_log", f"no log {name!r}")
+        raise Rejected("not_found", f"no log {name!r}")
     state["log_ids"].pop(name, None)
     for index in range(settings["tablets"]):
         state["tablets"].pop((name, index), None)
@@ -314,7 +314,7 @@ def commit_offsets(state: State, cmd: dict[str, Any]) -> Result:
         entry = {"log": log, "tablet": index, "offset": offset}
         _str(entry, "log"), _int(entry, "tablet"), _int(entry, "offset")
         if (log, index) not in state["tablets"]:
-            raise Rejected("unknown_log", f"no tablet {index} of log {log!r}")
+            raise Rejected("not_found", f"no tablet {index} of log {log!r}")
         updates.append(((group, log, index), offset))
     for key, offset in updates:
         state["offsets"][key] = offset
