@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(TabletLogError):
-    """An error raised by an HTTP handler with an explicit code (and optional extra fields)."""
+    """An error raised by an HTTP handler with an explicit code (and optional extra fields).
+
+    ``error_code`` is a code of :mod:`wire.error_codes`, which gives the answer's status; a code
+    forwarded from another node that the table lacks is answered with 500.
+    """
 
     def __init__(self, code: str, message: str, **fields: Any) -> None:
         super().__init__(message)
