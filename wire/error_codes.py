@@ -63,6 +63,9 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("payload_too_large", 413, "the request or a batch is bigger than a node accepts"),
     ErrorCode("not_leader", 421, "this node does not lead the tablet; see `leader`", **_REFRESH),
     # --------------------------------------------------------- conditions that pass (503)
+    # The _UNAVAILABLE ones count a write as unknown even where the node applied none of it
+    # (disk_full, log_closed): the answer may come through a node that forwarded the write,
+    # and the client has always treated every such 503 alike.
     ErrorCode("not_enough_replicas", 503, "fewer in-sync replicas than required", **_RETRY),
     ErrorCode("no_leader", 503, "the tablet has no leader right now", **_REFRESH),
     ErrorCode(
@@ -129,7 +132,17 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("protocol_error", None, "a node's answer cannot be parsed"),
 )
 
-ERROR_CODES: Mapping[str, ErrorCode] = MappingProxyType({e.code: e for e in _TABLE})
+
+def _by_code(table: tuple[ErrorCode, ...]) -> Mapping[str, ErrorCode]:
+    by_code: dict[str, ErrorCode] = {}
+    for entry in table:
+        if entry.code in by_code:
+            raise ValueError(f"error code {entry.code!r} is listed twice")
+        by_code[entry.code] = entry
+    return MappingProxyType(by_code)
+
+
+ERROR_CODES: Mapping[str, ErrorCode] = _by_code(_TABLE)
 """Every code of tabletlog, by its string."""
 
 
