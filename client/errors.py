@@ -1,7 +1,8 @@
 """Errors the client raises: one class per server error code, plus the client's own failures.
 
 Behaviour lives in class attributes (the aiokafka idiom), so retry loops ask the error instead of
-matching codes:
+matching codes. Each class declares only its ``code``; the flags are that code's entry in the
+one table the nodes use too (:mod:`wire.error_codes`), so client and server cannot disagree:
 
 - ``retriable``: the same request may succeed later unchanged (after a backoff).
 - ``refresh_metadata``: the client's idea of who leads the tablet (or which nodes exist) is
@@ -10,16 +11,19 @@ matching codes:
   sent). Retrying a write is safe only with the idempotent producer, which resends the same
   sequence numbers so the leader drops the duplicate.
 
-``error_from_response`` is the one place that maps an HTTP error answer to a class. Immutable once
-raised; thread-safe.
+``error_from_response`` is the one place that maps an HTTP error answer to a class: the class
+declared for the answer's code, else the class ``_RAISED_AS`` names for it, else one chosen by
+the HTTP status (see :func:`client_class_for`). Immutable once raised; thread-safe.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any
 
+from wire.error_codes import error_code
 from wire.errors import TabletLogError
 
 
@@ -30,10 +34,7 @@ class ClientError(TabletLogError):
     mapping), ``address`` the node that answered or failed.
     """
 
-    retriable: ClassVar[bool] = False
-    refresh_metadata: ClassVar[bool] = False
-    outcome_unknown: ClassVar[bool] = False
-    code: ClassVar[str] = "client_error"
+    code = "client_error"
 
     def __init__(
         self,
@@ -130,15 +131,12 @@ class NotEnoughReplicas(ServerError):
     """Fewer in-sync replicas than ``min_insync_replicas``: nothing was written; retry later."""
 
     code = "not_enough_replicas"
-    retriable = True
 
 
 class NoLeader(ServerError):
     """The tablet (or the metadata) has no leader right now, e.g. during a fail-over."""
 
     code = "no_leader"
-    retriable = True
-    refresh_metadata = True
 
 
 class NotLeader(ServerError):
@@ -148,8 +146,6 @@ class NotLeader(ServerError):
     """
 
     code = "not_leader"
-    retriable = True
-    refresh_metadata = True
 
     @property
     def leader(self) -> str | None:
@@ -166,25 +162,18 @@ class StaleEpoch(ServerError):
     """The request carried a leader epoch older than the node's: metadata is out of date."""
 
     code = "stale_epoch"
-    retriable = True
-    refresh_metadata = True
 
 
 class ServerTimeout(ServerError):
     """The node gave up waiting (e.g. for replicas to acknowledge): the write may have happened."""
 
     code = "timeout"
-    retriable = True
-    outcome_unknown = True
 
 
 class Unavailable(ServerError):
     """A 5xx answer without a code the client knows (a proxy, a restarting node): retry."""
 
     code = "unavailable"
-    retriable = True
-    refresh_metadata = True
-    outcome_unknown = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,9 +188,6 @@ class ConnectionFailed(ClientError):
     """
 
     code = "connection_failed"
-    retriable = True
-    refresh_metadata = True
-    outcome_unknown = True
 
     def __init__(self, message: str, *, address: str | None = None, sent: bool = True) -> None:
         super().__init__(message, address=address)
@@ -246,34 +232,31 @@ class ProtocolError(ClientError):
     code = "protocol_error"
 
 
-_BY_CODE: dict[str, type[ServerError]] = {
-    cls.code: cls
-    for cls in (
-        BadRequest,
-        CorruptBatchError,
-        NotFound,
-        AlreadyExists,
-        OffsetOutOfRange,
-        PayloadTooLarge,
-        OutOfOrderSequence,
-        InvalidProducerEpoch,
-        NotEnoughReplicas,
-        NoLeader,
-        NotLeader,
-        StaleEpoch,
-        ServerTimeout,
-    )
-}
-# codes other parts of the server use for the same situations
-_BY_CODE["fenced_leader_epoch"] = StaleEpoch
-_BY_CODE["log_closed"] = Unavailable
-_BY_CODE["not_ready"] = NoLeader
-_BY_CODE["not_controller"] = NoLeader
-_BY_CODE["metadata_unavailable"] = NoLeader
-_BY_CODE["peer_unreachable"] = Unavailable
-_BY_CODE["peer_error"] = Unavailable
-_BY_CODE["corrupt_segment"] = Unavailable
-_BY_CODE["unknown_log"] = NotFound
+def _subclasses(cls: type[ServerError]) -> list[type[ServerError]]:
+    found: list[type[ServerError]] = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+# The class of every code a node sends that has a class of its own.
+_BY_CODE: Mapping[str, type[ServerError]] = MappingProxyType(
+    {cls.code: cls for cls in _subclasses(ServerError) if error_code(cls.code).status is not None}
+)
+# Codes a node sends that have no class of their own and are raised as another code's class
+# (whose flags the table gives them too), where the class for their HTTP status would not fit.
+_RAISED_AS: Mapping[str, type[ServerError]] = MappingProxyType(
+    {"not_controller": NoLeader, "metadata_unavailable": NoLeader}
+)
+
+
+def client_class_for(code: str | None, status: int) -> type[ServerError]:
+    """The class raised for an error answer with ``code`` (None: no code) and ``status``."""
+    if code is not None:
+        cls = _BY_CODE.get(code) or _RAISED_AS.get(code)
+        if cls is not None:
+            return cls
+    return _class_for_status(status)
 
 
 def error_from_response(status: int, body: bytes, *, address: str | None = None) -> ServerError:
@@ -282,9 +265,7 @@ def error_from_response(status: int, body: bytes, *, address: str | None = None)
     code = parsed.get("error")
     message = parsed.get("message")
     text = message if isinstance(message, str) and message else f"HTTP {status}"
-    cls = _BY_CODE.get(code) if isinstance(code, str) else None
-    if cls is None:
-        cls = _class_for_status(status)
+    cls = client_class_for(code if isinstance(code, str) else None, status)
     prefix = code if isinstance(code, str) else cls.code
     return cls(f"{prefix}: {text}", status=status, body=parsed, address=address)
 

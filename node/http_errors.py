@@ -1,7 +1,9 @@
 """The one place where errors become HTTP responses: ``{"error", "message", ...}`` + status.
 
-4xx for the caller's mistakes, 503 for conditions that pass (no leader, too few replicas, a
-timeout whose outcome is unknown), 500 only for bugs. Thread-safe (pure mapping + middleware).
+The status of a code is its entry in :mod:`wire.error_codes`: 4xx for the caller's mistakes,
+503 for conditions that pass (no leader, too few replicas, a timeout whose outcome is unknown),
+500 for bugs and for a code the table does not send over HTTP. Thread-safe (pure mapping +
+middleware).
 """
 
 from __future__ import annotations
@@ -17,39 +19,19 @@ if TYPE_CHECKING:
     from node.context import NodeContext
 
 from replication.errors import NotController, NotLeader
-from storage.errors import DuplicateSequence, OffsetOutOfRange, TabletLogError
+from storage.errors import DuplicateSequence, OffsetOutOfRange
+from wire.error_codes import http_status
+from wire.errors import TabletLogError
 
 log = logging.getLogger(__name__)
 
-STATUS_BY_CODE: dict[str, int] = {
-    "bad_request": 400,
-    "corrupt_batch": 400,
-    "offset_out_of_range": 400,
-    "unauthorized": 401,
-    "not_found": 404,
-    "already_exists": 409,
-    "out_of_order_sequence": 409,
-    "invalid_producer_epoch": 409,
-    "stale_epoch": 409,
-    "stale_version": 409,
-    "command_rejected": 409,
-    "payload_too_large": 413,
-    "not_leader": 421,
-    "not_enough_replicas": 503,
-    "no_leader": 503,
-    "unknown_leader_epoch": 503,
-    "timeout": 503,
-    "not_controller": 503,
-    "metadata_unavailable": 503,
-    "peer_unreachable": 503,
-    "peer_error": 503,
-    "log_closed": 503,
-    "corrupt_segment": 503,
-}
-
 
 class ApiError(TabletLogError):
-    """An error raised by an HTTP handler with an explicit code (and optional extra fields)."""
+    """An error raised by an HTTP handler with an explicit code (and optional extra fields).
+
+    ``error_code`` is a code of :mod:`wire.error_codes`, which gives the answer's status; a code
+    forwarded from another node that the table lacks is answered with 500.
+    """
 
     def __init__(self, code: str, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -77,7 +59,7 @@ def error_response(
 ) -> web.Response:
     body = {"error": code, "message": message, **fields}
     return web.Response(
-        status=status or STATUS_BY_CODE.get(code, 500),
+        status=status or http_status(code),
         text=json.dumps(body),
         content_type="application/json",
     )
@@ -96,9 +78,7 @@ def response_for(exc: TabletLogError) -> web.Response:
         fields = {"controller": exc.controller}
     elif isinstance(exc, DuplicateSequence):
         fields = {"base_offset": exc.base_offset, "end_offset": exc.end_offset}
-    code = exc.code
-    status = STATUS_BY_CODE.get(code, 500 if not exc.retriable else 503)
-    return error_response(code, str(exc), status, **fields)
+    return error_response(exc.code, str(exc), **fields)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -74,7 +74,7 @@ def _distinct(nodes: Sequence[str], what: str) -> list[str]:
 def _tablet(state: State, log: str, index: int) -> dict[str, Any]:
     tablet: dict[str, Any] | None = state["tablets"].get((log, index))
     if tablet is None:
-        raise Rejected("unknown_log", f"no tablet {index} of log {log!r}")
+        raise Rejected("not_found", f"no tablet {index} of log {log!r}")
     return tablet
 
 
@@ -271,7 +271,7 @@ class DeleteLog(Command):
         _check_term(state, self.term)
         settings = state["logs"].pop(self.name, None)
         if settings is None:
-            raise Rejected("unknown_log", f"no log {self.name!r}")
+            raise Rejected("not_found", f"no log {self.name!r}")
         state["log_ids"].pop(self.name, None)
         for index in range(settings["tablets"]):
             state["tablets"].pop((self.name, index), None)
@@ -365,7 +365,7 @@ class CommitOffsets(Command):
     def apply(self, state: State) -> Result:
         for log, index, _ in self.offsets:
             if (log, index) not in state["tablets"]:
-                raise Rejected("unknown_log", f"no tablet {index} of log {log!r}")
+                raise Rejected("not_found", f"no tablet {index} of log {log!r}")
         offsets = state["offsets"]
         changed = False
         for log, index, offset in self.offsets:

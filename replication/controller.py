@@ -152,7 +152,7 @@ class Controller(ControllerCore):
         if name not in self.store.view.logs:
             raise UnknownLog(f"no log named {name!r}")
         result, retried = await self._command(DeleteLog(term, name))
-        if not result.ok and not (retried and result.error == "unknown_log"):
+        if not result.ok and not (retried and result.error == "not_found"):
             raise error_for_rejection(result)
 
     async def alter_isr(

@@ -63,7 +63,7 @@ def error_for_rejection(result: Result) -> ReplicationError:
         return StaleVersion(message)
     if code == "already_exists":
         return AlreadyExists(message)
-    if code == "unknown_log":
+    if code == "not_found":
         return UnknownLog(message)
     if code in ("invalid", "bad_command", "unknown_node"):
         return InvalidRequest(message)

@@ -1,14 +1,14 @@
 """Errors of the metadata map, the controller and data replication, raised on purpose.
 
-Every class carries ``code`` (the JSON ``error`` string of the HTTP API where one exists) and
-``retriable`` (whether the same request may succeed later unchanged). Only the HTTP layer turns
-them into responses. This module is shared: add new classes at the end, never change a code.
-Thread-safe (plain exception classes).
+Every class declares only its ``code`` (the JSON ``error`` string of the HTTP API where one
+exists); ``retriable`` and the other flags come from that code's entry in
+:mod:`wire.error_codes`. Only the HTTP layer turns them into responses. This module is shared:
+add new classes at the end, never change a code. Thread-safe (plain exception classes).
 """
 
 from __future__ import annotations
 
-from storage.errors import TabletLogError
+from wire.errors import TabletLogError
 
 
 class ReplicationError(TabletLogError):
@@ -21,7 +21,6 @@ class NotController(ReplicationError):
     """This node is not the active controller; retry against ``controller`` (None: unknown yet)."""
 
     code = "not_controller"
-    retriable = True
 
     def __init__(self, controller: str | None) -> None:
         where = f"node {controller} is" if controller else "no node is known to be"
@@ -37,7 +36,6 @@ class MetadataTimeout(ReplicationError):
     """
 
     code = "timeout"
-    retriable = True
 
 
 class MetadataUnavailable(ReplicationError):
@@ -47,7 +45,6 @@ class MetadataUnavailable(ReplicationError):
     """
 
     code = "metadata_unavailable"
-    retriable = True
 
 
 class StaleEpoch(ReplicationError):
@@ -69,7 +66,6 @@ class NotLeader(ReplicationError):
     """This node does not lead ``tablet``; ``leader_hint`` is the leader the map names, if any."""
 
     code = "not_leader"
-    retriable = True
 
     def __init__(self, tablet: str, leader_hint: str | None) -> None:
         hint = f"; the leader is {leader_hint}" if leader_hint else ""
@@ -82,14 +78,12 @@ class NotEnoughReplicas(ReplicationError):
     """Fewer in-sync replicas than ``min_insync_replicas``: the write was not accepted."""
 
     code = "not_enough_replicas"
-    retriable = True
 
 
 class NoLeader(ReplicationError):
     """The tablet has no leader right now (no live in-sync replica); retry later."""
 
     code = "no_leader"
-    retriable = True
 
 
 class AlreadyExists(ReplicationError):
@@ -134,7 +128,6 @@ class PeerUnreachable(ReplicationError):
     """
 
     code = "peer_unreachable"
-    retriable = True
 
     def __init__(self, address: str, reason: str, *, refused: bool) -> None:
         super().__init__(f"cannot reach {address}: {reason}")
@@ -150,14 +143,12 @@ class ReplicationTimeout(ReplicationError):
     """
 
     code = "timeout"
-    retriable = True
 
 
 class RemoteError(ReplicationError):
     """Another node answered an internal call with an error this node has no class for."""
 
     code = "peer_error"
-    retriable = True
 
     def __init__(self, address: str, status: int, error: str, message: str) -> None:
         super().__init__(f"{address} answered {status} {error}: {message}")

@@ -161,7 +161,7 @@ def apply_entry(state: State, entry: object) -> Result:
 
     Rejected commands leave the state unchanged and return ``ok=False`` with an error code:
     ``bad_command``, ``unsupported_version``, ``unknown_op``, ``stale_term``, ``unclaimed_term``,
-    ``stale_epoch``, ``stale_version``, ``stale_incarnation``, ``unknown_node``, ``unknown_log``,
+    ``stale_epoch``, ``stale_version``, ``stale_incarnation``, ``unknown_node``, ``not_found``,
     ``already_exists``, ``invalid``, ``ineligible_replica`` or ``internal`` (a bug).
     """
     try:

@@ -4,8 +4,8 @@ One ``SyncObj`` subclass holds the plain-dict state of :mod:`replication.model` 
 single ``@replicated`` method, ``apply_command(entry)``, whose body calls the pure
 ``model.apply_entry`` and then publishes a new immutable :class:`ClusterView` through
 ``on_view``. Entries are commands encoded by :mod:`replication.command_codec` (versioned plain
-dicts, never our classes). pysyncobj is made safe as docs/architecture.md#metadata-map and the measured
-pysyncobj facts (summarised here) require:
+dicts, never our classes). pysyncobj is made safe as docs/architecture.md#metadata-map and the
+measured pysyncobj facts (summarised here) require:
 
 * **Authentication**: ``password`` = the cluster secret. pysyncobj unpickles every inbound frame;
   with a password, frames that do not decrypt under the cluster key are dropped *before*

@@ -1,6 +1,8 @@
 """Errors the storage engine raises on purpose. Anything else escaping storage is a bug.
 
-Only ``node/http_errors.py`` maps these to HTTP; storage knows nothing of HTTP.
+Each class declares only its ``code``; whether it is retriable comes from that code's entry in
+:mod:`wire.error_codes`. Only ``node/http_errors.py`` maps these to HTTP; storage knows nothing
+of HTTP. Thread-safe (plain exception classes).
 """
 
 from __future__ import annotations
@@ -86,7 +88,6 @@ class LogClosed(StorageError):
     """The log was closed (tablet deleted or node stopping); the operation did not happen."""
 
     code = "log_closed"
-    retriable = True
 
 
 class DiskFull(StorageError):
@@ -96,7 +97,6 @@ class DiskFull(StorageError):
     """
 
     code = "disk_full"
-    retriable = True
 
     def __init__(self, directory: str) -> None:
         super().__init__(f"no space left on the device of {directory}")
@@ -134,4 +134,3 @@ class LogTruncated(StorageError):
     """
 
     code = "log_truncated"
-    retriable = True

@@ -4,7 +4,8 @@
 - ``records``: the records inside a batch body;
 - ``partitioning``: which tablet a key goes to;
 - ``limits``: sizes every side must agree on;
-- ``errors``: the error base class (and, in time, the error-code table).
+- ``error_codes``: the one table of error codes (HTTP status, retriable, outcome unknown);
+- ``errors``: the error base class, whose subclasses take their flags from that table.
 
 This package is the bottom layer: it imports nothing else of tabletlog, so the client (which
 imports only this package) runs on machines with no server dependency installed. Thread-safe

@@ -1,14 +1,16 @@
 """``tabletlog node``: run one node, exactly as ``python -m node`` does.
 
-``node.__main__`` is imported only when this command runs, so the rest of the CLI starts fast and
-works on machines where only the client is used. Runs on the CLI's main thread.
+The CLI process replaces itself (``exec``) with ``python -m node``: same process id, so signals
+and the exit status are the node's own, and no server module is ever imported by the client
+package, which therefore works on machines where only the client is used. Runs on the CLI's
+main thread.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-from collections.abc import Callable
+import os
+import sys
 from pathlib import Path
 
 
@@ -29,7 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def node_argv(args: argparse.Namespace) -> list[str]:
-    """The argv ``node.__main__.main`` gets for these options."""
+    """The arguments ``python -m node`` gets for these options."""
     argv = ["--config", str(args.config), "--node", args.node]
     if args.data_dir is not None:
         argv += ["--data-dir", str(args.data_dir)]
@@ -37,6 +39,5 @@ def node_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run_node(args: argparse.Namespace) -> int:
-    module = importlib.import_module("node.__main__")
-    node_main: Callable[[list[str] | None], int] = module.main
-    return node_main(node_argv(args))
+    """Become the node process; never returns (OSError when ``exec`` fails)."""
+    os.execv(sys.executable, [sys.executable, "-m", "node", *node_argv(args)])  # noqa: S606 (our own argv)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
-import types
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -167,21 +167,20 @@ def test_status_json_falls_back_without_v1_status(
     assert "controller" in out and "n1" in out
 
 
-def test_node_command_calls_node_main(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[str] | None] = []
+def test_node_command_becomes_python_m_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, list[str]]] = []
 
-    def fake_main(argv: list[str] | None = None) -> int:
-        seen.append(argv)
-        return 7
+    def fake_execv(path: str, argv: list[str]) -> None:
+        seen.append((path, argv))
+        raise SystemExit(7)
 
-    module = types.SimpleNamespace(main=fake_main)
-    monkeypatch.setattr("importlib.import_module", lambda name: module)
-    assert main(["node", "--config", "c.yaml", "--node", "n2"]) == 7
-    assert main(["node", "--config", "c.yaml", "--node", "n2", "--data-dir", "/d"]) == 7
-    assert seen == [
-        ["--config", "c.yaml", "--node", "n2"],
-        ["--config", "c.yaml", "--node", "n2", "--data-dir", "/d"],
-    ]
+    monkeypatch.setattr("os.execv", fake_execv)
+    for argv in (["--node", "n2"], ["--node", "n2", "--data-dir", "/d"]):
+        with pytest.raises(SystemExit) as exited:
+            main(["node", "--config", "c.yaml", *argv])
+        assert exited.value.code == 7
+    node = [sys.executable, "-m", "node", "--config", "c.yaml", "--node", "n2"]
+    assert seen == [(sys.executable, node), (sys.executable, [*node, "--data-dir", "/d"])]
 
 
 # ---------------------------------------------------------------------------------------------

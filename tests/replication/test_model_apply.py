@@ -243,7 +243,7 @@ def test_delete_log_removes_tablets_and_offsets() -> None:
     first_id = model.to_view(state).logs["x"].log_id
     ok(state, DeleteLog(5, "x"))
     assert state["logs"] == {} and state["tablets"] == {} and state["offsets"] == {}
-    rejected(state, DeleteLog(5, "x"), "unknown_log")
+    rejected(state, DeleteLog(5, "x"), "not_found")
     ok(state, CreateLog(5, "x", SETTINGS, (("n1", "n2", "n3"), ("n2", "n3", "n1"))))
     assert model.to_view(state).logs["x"].log_id not in ("", first_id), "ids are never reused"
 
@@ -338,7 +338,7 @@ def test_alter_isr_is_compare_and_set() -> None:
     rejected(state, AlterIsr(5, "x", 0, "n1", 0, 3, ("n1",)), "stale_version")
     rejected(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n2",)), "invalid")
     rejected(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n1", "n9")), "invalid")
-    rejected(state, AlterIsr(5, "x", 7, "n1", 0, 0, ("n1",)), "unknown_log")
+    rejected(state, AlterIsr(5, "x", 7, "n1", 0, 0, ("n1",)), "not_found")
     ok(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n3", "n1")))
     assert (tablet(state)["isr"], tablet(state)["version"]) == (["n1", "n3"], 1)
     rejected(state, AlterIsr(5, "x", 0, "n1", 0, 0, ("n1",)), "stale_version")
@@ -375,7 +375,7 @@ def test_elect_leader_is_compare_and_set_on_epoch() -> None:
 def test_commit_offsets_is_all_or_nothing() -> None:
     state = cluster()
     ok(state, CommitOffsets("g", (("x", 0, 5), ("x", 1, 7))))
-    rejected(state, CommitOffsets("g", (("x", 0, 9), ("x", 2, 1))), "unknown_log")
+    rejected(state, CommitOffsets("g", (("x", 0, 9), ("x", 2, 1))), "not_found")
     assert state["offsets"] == {("g", "x", 0): 5, ("g", "x", 1): 7}
 
 
