@@ -153,7 +153,7 @@ class ReplicationTimeout(ReplicationError):
     retriable = True
 
 
-class RemoteError(ReplicationError):
+class PeerError(ReplicationError):
     """Another node answered an internal call with an error this node has no class for."""
 
     code = "peer_error"
