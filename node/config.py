@@ -3,6 +3,10 @@
 The schema is the public contract of ``API.md`` (``cluster``, ``nodes``, ``data_dir``,
 ``log_defaults``) plus an optional ``tuning`` section of timers that has safe defaults. Every
 mistake raises :class:`ConfigError` with a one-line reason naming the offending key.
+
+:class:`ClusterConfig` also builds each replication component's settings
+(:mod:`replication.settings`), so that replication never depends on this schema.
+Immutable; thread-safe.
 """
 
 from __future__ import annotations

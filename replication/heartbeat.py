@@ -1,4 +1,4 @@
-"""Node side of liveness: heartbeats to the controller (see ``replication.controller``)."""
+"""Node side of liveness: heartbeats to the controller (see ``replication.controller_liveness``)."""
 
 from __future__ import annotations
 
