@@ -1,15 +1,14 @@
 """Public control endpoints: health, cluster, logs (create/list/describe/delete), status, groups.
 
 Reads come from this node's applied metadata plus the tablet leaders' own positions; changes
-are made by the controller — this node's, or the controller node's through one forward.
-Event-loop thread only.
+are made by the controller — this node's, or the controller node's over its internal API
+(``NodeContext.active_controller``), called the same way. Event-loop thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -19,13 +18,14 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from node.config import ConfigError
 from node.context import CONTEXT, NodeContext
-from node.forwarding import forward, may_forward
+from node.forwarding import may_forward
 from node.http_errors import ApiError, bad_request, unknown_log
 from node.peer_api import leader_stats
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
+from replication.controller_client import ControllerApi
 from replication.errors import NotController, PeerUnreachable
+from replication.log_settings import LogSettingsError
 from replication.model import TabletInfo
 
 LOG_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -96,7 +96,6 @@ async def list_logs(request: web.Request) -> web.Response:
 
 async def create_log(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    body = await request.read()
     raw = await request.json()
     if not isinstance(raw, dict):
         raise bad_request("the body must be a JSON object with a name")
@@ -106,20 +105,15 @@ async def create_log(request: web.Request) -> web.Response:
     overrides = {k: v for k, v in raw.items() if k != "name"}
     try:
         settings = ctx.config.log_defaults.merged(overrides)
-    except ConfigError as exc:
+    except LogSettingsError as exc:
         raise bad_request(str(exc)) from None
     if settings.replication_factor > len(ctx.view.nodes):
         raise bad_request(
             f"replication_factor {settings.replication_factor} exceeds the "
             f"{len(ctx.view.nodes)} nodes of the cluster"
         )
-    forwarded = await _via_controller(
-        ctx, request, body, lambda: ctx.controller.create_log(name, settings)
-    )
-    if forwarded is None or forwarded.status < 300:  # read your own writes
-        await _wait_until_visible(ctx, lambda: name in ctx.view.logs)
-    if forwarded is not None:
-        return forwarded
+    await _via_controller(ctx, request, lambda controller: controller.create_log(name, settings))
+    await _wait_until_visible(ctx, lambda: name in ctx.view.logs)  # read your own writes
     return web.json_response(await describe(ctx, name), status=201)
 
 
@@ -128,16 +122,14 @@ async def delete_log(request: web.Request) -> web.Response:
     name = request.match_info["log"]
     if name not in ctx.view.logs:
         raise unknown_log(ctx, name)
-    forwarded = await _via_controller(ctx, request, None, lambda: ctx.controller.delete_log(name))
-    if forwarded is None or forwarded.status < 300:
-        await _wait_until_visible(ctx, lambda: name not in ctx.view.logs)
-    return forwarded or web.Response(status=204)
+    await _via_controller(ctx, request, lambda controller: controller.delete_log(name))
+    await _wait_until_visible(ctx, lambda: name not in ctx.view.logs)
+    return web.Response(status=204)
 
 
 async def commit_offsets(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     group = _group(request)
-    body = await request.read()
     raw = await request.json()
     items = raw.get("offsets") if isinstance(raw, dict) else None
     if not isinstance(items, list) or not items:
@@ -158,10 +150,10 @@ async def commit_offsets(request: web.Request) -> web.Response:
         if not _nonneg_int(offset):
             raise bad_request(f"offsets[{i}].offset must be a non-negative integer")
         offsets.append([log, tablet, offset])
-    forwarded = await _via_controller(
-        ctx, request, body, lambda: ctx.controller.commit_offsets(group, offsets)
+    await _via_controller(
+        ctx, request, lambda controller: controller.commit_offsets(group, offsets)
     )
-    return forwarded or web.Response(status=204)
+    return web.Response(status=204)
 
 
 async def committed_offsets(request: web.Request) -> web.Response:
@@ -179,29 +171,23 @@ async def committed_offsets(request: web.Request) -> web.Response:
 async def _via_controller(
     ctx: NodeContext,
     request: web.Request,
-    body: bytes | None,
-    local: Callable[[], Awaitable[object]],
-) -> web.Response | None:
-    """Run a change on this node's controller (returns None) or the controller node's answer.
+    change: Callable[[ControllerApi], Awaitable[object]],
+) -> None:
+    """Make a change through the active controller: this node's, or the controller node's.
 
     While no controller is known — a Raft election, the first second of a cluster — retry
     until the request deadline; only answers that guarantee nothing happened are retried
-    (``not_controller``, a refused connection).
+    (``not_controller``, a refused connection). A request marked not to be forwarded is only
+    ever made on this node's own controller.
     """
     deadline = time.monotonic() + ctx.request_timeout_s()
     while True:
         try:
-            if ctx.controller.is_active:
-                await local()
-                return None
-            controller = ctx.view.controller
-            address = ctx.address_of(controller) if controller else None
-            if address is None or controller == ctx.node_id or not may_forward(request):
-                raise NotController(controller if controller != ctx.node_id else None)
-            response = await forward(ctx, request, address, body=body)
-            if response.status != 503 or _error_code(response) != NotController.code:
-                return response
-            raise NotController(None)
+            controller = ctx.active_controller()
+            if controller is not ctx.controller and not may_forward(request):
+                raise NotController(ctx.view.controller)
+            await change(controller)
+            return
         except (NotController, PeerUnreachable) as exc:
             retriable = isinstance(exc, NotController) or exc.refused
             if not retriable or not may_forward(request) or time.monotonic() >= deadline:
@@ -213,14 +199,6 @@ async def _via_controller(
 async def _wait_for_new_view(ctx: NodeContext, index: int, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         await ctx.store.wait_for(lambda v: v.applied_index > index, timeout_s)
-
-
-def _error_code(response: web.Response) -> str | None:
-    try:
-        parsed = json.loads(response.body) if isinstance(response.body, bytes) else None
-    except ValueError:
-        return None
-    return parsed.get("error") if isinstance(parsed, dict) else None
 
 
 async def _wait_until_visible(ctx: NodeContext, predicate: Any) -> None:

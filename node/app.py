@@ -30,7 +30,7 @@ def build_app(ctx: NodeContext) -> web.Application:
     app.add_routes(data_api.routes())
     app.add_routes(peer_api.routes())
     app.add_routes(replicate_api.routes())
-    app.add_routes(controller_routes(ctx.controller, ctx.config.secret))
+    app.add_routes(controller_routes(ctx.controller, ctx.config.secret, ctx.config.log_defaults))
     return app
 
 

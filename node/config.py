@@ -3,19 +3,30 @@
 The schema is the public contract (README "Configuration"; ``cluster``, ``nodes``, ``data_dir``,
 ``log_defaults``) plus an optional ``tuning`` section of timers that has safe defaults. Every
 mistake raises :class:`ConfigError` with a one-line reason naming the offending key.
+
+:class:`ClusterConfig` also builds each replication component's settings
+(:mod:`replication.settings`), so that replication never depends on this schema.
+Immutable; thread-safe.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from storage.config import FsyncPolicy, LogConfig
+from replication.log_settings import LogSettings, LogSettingsError
+from replication.settings import (
+    ControllerSettings,
+    HeartbeatSettings,
+    RaftMember,
+    RaftSettings,
+    ReplicaSettings,
+)
 
 
 class ConfigError(ValueError):
@@ -54,59 +65,6 @@ class NodeSpec:
     def raft_address(self) -> str:
         """``host:port`` of the Raft port as the other voters reach it."""
         return f"{self.advertised_host}:{self.raft_port}"
-
-
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    """A log's settings: cluster-wide defaults in ``log_defaults``, overridable per log.
-
-    Times in milliseconds; ``None`` for retention means keep forever.
-    """
-
-    tablets: int = 3
-    replication_factor: int = 3
-    min_insync_replicas: int = 2
-    segment_bytes: int = 64 * 1024 * 1024
-    segment_ms: int | None = 7 * 24 * 3600 * 1000
-    retention_ms: int | None = 7 * 24 * 3600 * 1000
-    retention_bytes: int | None = None
-    fsync: FsyncPolicy = "always"
-    unclean_leader_election: bool = False
-
-    def validate(self) -> None:
-        if not 1 <= self.tablets <= 10_000:
-            raise ConfigError("tablets must be between 1 and 10000")
-        if not 1 <= self.replication_factor <= 15:
-            raise ConfigError("replication_factor must be between 1 and 15")
-        if not 1 <= self.min_insync_replicas <= self.replication_factor:
-            raise ConfigError("min_insync_replicas must be between 1 and replication_factor")
-        try:
-            self.storage_config()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def storage_config(self) -> LogConfig:
-        return LogConfig(
-            segment_bytes=self.segment_bytes,
-            segment_ms=self.segment_ms,
-            retention_ms=self.retention_ms,
-            retention_bytes=self.retention_bytes,
-            fsync=self.fsync,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def merged(self, overrides: Mapping[str, Any]) -> LogSettings:
-        """These settings with ``overrides`` applied; raises ConfigError on bad keys or values."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown log setting {unknown[0]!r}")
-        values: dict[str, Any] = {k: _check_log_value(k, v) for k, v in overrides.items()}
-        result = replace(self, **values)
-        result.validate()
-        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +121,50 @@ class ClusterConfig:
     def data_dir_for(self, node_id: str, override: str | None = None) -> Path:
         return Path((override or self.data_dir).replace("{node}", node_id))
 
+    # The settings of each replication component, taken from this config.
+
+    def raft_settings(self) -> RaftSettings:
+        t = self.tuning
+        return RaftSettings(
+            cluster_name=self.name,
+            secret=self.secret,
+            members=tuple(
+                RaftMember(
+                    id=n.id,
+                    api_address=n.api_address,
+                    raft_address=n.raft_address,
+                    raft_bind=f"{n.bind_host}:{n.raft_port}",
+                )
+                for n in self.nodes
+            ),
+            append_entries_period_ms=t.raft_append_entries_period_ms,
+            min_timeout_ms=t.raft_min_timeout_ms,
+            max_timeout_ms=t.raft_max_timeout_ms,
+            connection_timeout_ms=t.raft_connection_timeout_ms,
+            connection_retry_ms=t.raft_connection_retry_ms,
+            leader_fallback_timeout_ms=t.raft_leader_fallback_timeout_ms,
+        )
+
+    def replica_settings(self) -> ReplicaSettings:
+        return ReplicaSettings(
+            log_defaults=self.log_defaults,
+            fetch_wait_max_ms=self.tuning.fetch_wait_max_ms,
+            request_timeout_ms=self.tuning.request_timeout_ms,
+        )
+
+    def controller_settings(self) -> ControllerSettings:
+        return ControllerSettings(
+            heartbeat_interval_ms=self.tuning.heartbeat_interval_ms,
+            session_timeout_ms=self.tuning.session_timeout_ms,
+        )
+
+    def heartbeat_settings(self) -> HeartbeatSettings:
+        return HeartbeatSettings(
+            heartbeat_interval_ms=self.tuning.heartbeat_interval_ms,
+            session_timeout_ms=self.tuning.session_timeout_ms,
+            api_addresses={n.id: n.api_address for n in self.nodes},
+        )
+
 
 _TOP_KEYS = {"cluster", "nodes", "data_dir", "log_defaults", "tuning"}
 _CLUSTER_KEYS = {"name", "secret", "secret_env"}
@@ -193,7 +195,10 @@ def parse_config(raw: object, env: Mapping[str, str]) -> ClusterConfig:
     secret = _secret(cluster, env)
     nodes = _nodes(top.get("nodes"))
     data_dir = _string(top.get("data_dir", "./data/{node}"), "data_dir")
-    defaults = LogSettings().merged(_mapping(top.get("log_defaults", {}), "log_defaults"))
+    try:
+        defaults = LogSettings().merged(_mapping(top.get("log_defaults", {}), "log_defaults"))
+    except LogSettingsError as exc:
+        raise ConfigError(str(exc)) from None
     tuning = _tuning(_mapping(top.get("tuning", {}), "tuning"))
     return ClusterConfig(name, secret, nodes, data_dir, defaults, tuning)
 
@@ -268,28 +273,6 @@ def _tuning(raw: Mapping[str, Any]) -> Tuning:
     tuning = Tuning(**values)
     tuning.validate()
     return tuning
-
-
-_OPTIONAL_INT_SETTINGS = {"segment_ms", "retention_ms", "retention_bytes"}
-
-
-def _check_log_value(key: str, value: object) -> object:
-    """Type-check one log setting; returns the value to store."""
-    if key == "fsync":
-        if value in ("always", "never"):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        if isinstance(value, str) and value.isdigit() and int(value) > 0:
-            return int(value)
-        raise ConfigError("fsync must be 'always', 'never' or a positive number of milliseconds")
-    if key == "unclean_leader_election":
-        if not isinstance(value, bool):
-            raise ConfigError("unclean_leader_election must be true or false")
-        return value
-    if value is None and key in _OPTIONAL_INT_SETTINGS:
-        return None
-    return _int(value, key)
 
 
 def _int(value: object, where: str) -> int:

@@ -13,7 +13,8 @@ from aiohttp import web
 from node.config import ClusterConfig, NodeSpec
 from node.metrics import NodeMetrics
 from replication.controller import Controller
-from replication.controller_client import ControllerClient
+from replication.controller_client import ControllerApi, ControllerClient
+from replication.errors import NotController
 from replication.metadata import MetadataStore
 from replication.model import ClusterView
 from replication.peer_client import PeerClient
@@ -49,6 +50,21 @@ class NodeContext:
     def address_of(self, node_id: str) -> str | None:
         node = self.view.nodes.get(node_id)
         return node.address if node is not None else None
+
+    def active_controller(self) -> ControllerApi:
+        """The controller to ask for a change: this node's own while it is active, else the
+        node the applied map names, over HTTP — called the same way either way.
+
+        Raises NotController when no other node is known to be the controller (an election,
+        or this node's claim is not confirmed yet).
+        """
+        if self.controller.is_active:
+            return self.controller
+        controller = self.view.controller
+        address = self.address_of(controller) if controller else None
+        if address is None or controller == self.node_id:
+            raise NotController(controller if controller != self.node_id else None)
+        return self.controller_client.at(address)
 
     def request_timeout_s(self) -> float:
         return self.config.tuning.request_timeout_ms / 1000

@@ -23,18 +23,19 @@ Event-loop thread only.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from node.config import ConfigError
 from node.http_errors import error_response, response_for
 from replication.auth import INTERNAL_TOKEN_HEADER, token_is_valid
 from replication.controller import Controller
 from replication.controller_client import CONTROLLER_PATH, tablet_to_json
 from replication.errors import CommandRejected
+from replication.log_settings import LogSettings, LogSettingsError
 from storage.errors import TabletLogError
 
 Body = dict[str, Any]
@@ -77,14 +78,16 @@ async def _heartbeat(controller: Controller, body: Body) -> dict[str, Any]:
     )
 
 
-async def _create_log(controller: Controller, body: Body) -> dict[str, Any]:
+async def _create_log(
+    controller: Controller, body: Body, *, defaults: LogSettings
+) -> dict[str, Any]:
     name = _str(body, "name", 200)
     raw = body.get("settings", {})
     if not isinstance(raw, dict):
         raise _BadRequest("settings must be an object")
     try:
-        settings = controller.config.log_defaults.merged(raw)
-    except ConfigError as exc:
+        settings = defaults.merged(raw)
+    except LogSettingsError as exc:
         raise _BadRequest(str(exc)) from None
     tablets = await controller.create_log(name, settings)
     return {"tablets": [tablet_to_json(t) for t in tablets]}
@@ -138,7 +141,6 @@ async def _commit_offsets(controller: Controller, body: Body) -> dict[str, Any]:
 
 OPS: dict[str, Op] = {
     "heartbeat": _heartbeat,
-    "create_log": _create_log,
     "delete_log": _delete_log,
     "alter_isr": _alter_isr,
     "elect_leader": _elect_leader,
@@ -147,8 +149,15 @@ OPS: dict[str, Op] = {
 }
 
 
-def controller_routes(controller: Controller, secret: str) -> list[web.RouteDef]:
-    """The internal controller routes, bound to ``controller`` and guarded by ``secret``."""
+def controller_routes(
+    controller: Controller, secret: str, log_defaults: LogSettings
+) -> list[web.RouteDef]:
+    """The internal controller routes, bound to ``controller`` and guarded by ``secret``;
+    ``log_defaults`` fill the settings a create_log request leaves out."""
+    ops: dict[str, Op] = {
+        **OPS,
+        "create_log": functools.partial(_create_log, defaults=log_defaults),
+    }
 
     def handler_for(op: Op) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
@@ -171,4 +180,4 @@ def controller_routes(controller: Controller, secret: str) -> list[web.RouteDef]
 
         return handle
 
-    return [web.post(f"{CONTROLLER_PATH}{name}", handler_for(op)) for name, op in OPS.items()]
+    return [web.post(f"{CONTROLLER_PATH}{name}", handler_for(op)) for name, op in ops.items()]

@@ -1,4 +1,4 @@
-"""Forwarding a public request to the node that can answer it (a tablet leader, the controller).
+"""Forwarding a public request to the node that can answer it (a tablet's leader).
 
 So that ``curl`` against any node works: the receiving node replays the request on the right
 node with ``X-Tabletlog-No-Forward: 1`` (a request is forwarded at most once, so two nodes with
@@ -8,13 +8,11 @@ Event-loop thread only.
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from aiohttp import web
 
 from node.context import NO_FORWARD_HEADER, NodeContext
-from replication.errors import PeerUnreachable
+from replication.peer_errors import CONNECTION_ERRORS, peer_unreachable
 
 _RELAYED_HEADERS = ("Content-Type",)
 _RELAYED_PREFIX = "X-Tabletlog-"
@@ -25,29 +23,25 @@ def may_forward(request: web.Request) -> bool:
     return request.headers.get(NO_FORWARD_HEADER) != "1"
 
 
-async def forward(
-    ctx: NodeContext,
-    request: web.Request,
-    address: str,
-    *,
-    body: bytes | None = None,
-    timeout_s: float | None = None,
-) -> web.Response:
+async def forward(ctx: NodeContext, request: web.Request, address: str) -> web.Response:
     """Replay ``request`` on the node at ``address`` and relay its answer.
 
     Raises PeerUnreachable when that node cannot be reached (the caller decides whether a
     retry elsewhere is safe: for a produce the outcome is then unknown).
     """
-    if body is None and request.can_read_body:
-        body = await request.read()
+    body = await request.read() if request.can_read_body else None
     headers = {NO_FORWARD_HEADER: "1"}
     if request.content_type:
         headers["Content-Type"] = request.content_type
     url = f"http://{address}{request.rel_url}"
-    timeout = aiohttp.ClientTimeout(total=timeout_s or ctx.request_timeout_s() + 5)
+    timeout_s = ctx.request_timeout_s() + 5
     try:
         async with ctx.session.request(
-            request.method, url, data=body, headers=headers, timeout=timeout
+            request.method,
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as upstream:
             payload = await upstream.read()
             relayed = {
@@ -56,12 +50,5 @@ async def forward(
                 if k in _RELAYED_HEADERS or k.startswith(_RELAYED_PREFIX)
             }
             return web.Response(status=upstream.status, body=payload, headers=relayed)
-    except aiohttp.ClientConnectorError as exc:
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-    except (aiohttp.ClientError, ConnectionError) as exc:  # reset, disconnected, truncated
-        raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
-    except TimeoutError:
-        raise PeerUnreachable(address, "no answer in time", refused=False) from None
-    except asyncio.CancelledError:
-        raise
+    except CONNECTION_ERRORS as exc:
+        raise peer_unreachable(address, exc, timeout_s) from None

@@ -24,6 +24,7 @@ from node.http_errors import ApiError
 from replication.errors import NoLeader, NotLeader, PeerUnreachable, ReplicationTimeout
 from replication.leader import TabletLeader
 from replication.model import TabletId
+from replication.peer_errors import CONNECTION_ERRORS, peer_unreachable
 from storage.errors import DuplicateSequence, TabletLogError
 from storage.results import AppendResult
 
@@ -162,10 +163,9 @@ async def _forward_batches(
             timeout=aiohttp.ClientTimeout(total=timeout_s + 2),
         ) as resp:
             payload = await resp.read()
-    except aiohttp.ClientConnectorError as exc:
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-    except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+    except aiohttp.ClientConnectorError as exc:  # not connected: nothing was delivered
+        raise peer_unreachable(address, exc, timeout_s) from None
+    except CONNECTION_ERRORS as exc:
         raise ApiError(
             "timeout",
             f"lost the connection to the leader at {address} ({exc!r}); "

@@ -27,12 +27,12 @@ from node.housekeeping import run_housekeeping
 from node.metrics import NodeMetrics
 from replication.controller import Controller
 from replication.controller_client import ControllerClient
-from replication.errors import PeerUnreachable, ReplicationError
+from replication.errors import NotController, ReplicationError
 from replication.heartbeat import Heartbeater
 from replication.isr import IsrMaintainer
 from replication.leader import TabletLeader
 from replication.metadata import MetadataStore
-from replication.model import ClusterView, TabletInfo
+from replication.model import TabletInfo
 from replication.peer_client import PeerClient
 from replication.replica_manager import ReplicaManager
 from replication.scrubber import Scrubber
@@ -68,7 +68,10 @@ class NodeServer:
         )
         session = aiohttp.ClientSession(connector=connector)
         store = MetadataStore(
-            self.config, self.spec.id, self.data_dir / "raft", asyncio.get_running_loop()
+            self.config.raft_settings(),
+            self.spec.id,
+            self.data_dir / "raft",
+            asyncio.get_running_loop(),
         )
         controller_client = ControllerClient(session, self.config.secret)
         peer = PeerClient(session, self.config.secret)
@@ -76,13 +79,15 @@ class NodeServer:
         replicas = ReplicaManager(
             self.spec.id,
             self.incarnation,
-            self.config,
+            self.config.replica_settings(),
             logs,
             peer,
             report_unreachable=self._report_unreachable,
             hand_off=self._hand_off,
         )
-        controller = Controller(store, self.spec.id, self.config, controller_client)
+        controller = Controller(
+            store, self.spec.id, self.config.controller_settings(), controller_client.probe
+        )
         self.ctx = ctx = NodeContext(
             config=self.config,
             spec=self.spec,
@@ -101,7 +106,7 @@ class NodeServer:
             self.spec.id,
             self.incarnation,
             self.spec.api_address,
-            self.config,
+            self.config.heartbeat_settings(),
             controller_client,
         )
         isr = IsrMaintainer(replicas, self._alter_isr, self.config.tuning.replica_lag_max_ms / 1000)
@@ -153,36 +158,27 @@ class NodeServer:
     async def _report_unreachable(self, node_id: str) -> None:
         ctx = self.ctx
         assert ctx is not None
-        if ctx.controller.is_active:
-            await ctx.controller.report_unreachable(self.spec.id, node_id)
-            return
-        address = _controller_address(ctx.view)
-        if address is not None:
-            await ctx.controller_client.report_unreachable(address, self.spec.id, node_id)
+        try:
+            controller = ctx.active_controller()
+        except NotController:
+            return  # no controller is known to tell
+        await controller.report_unreachable(self.spec.id, node_id)
 
     async def _alter_isr(self, leader: TabletLeader, isr: tuple[str, ...]) -> TabletInfo:
         ctx = self.ctx
         assert ctx is not None
         info = leader.info
-        args = (info.log, info.index, self.spec.id, info.leader_epoch, info.version, list(isr))
-        if ctx.controller.is_active:
-            return await ctx.controller.alter_isr(*args)
-        address = _controller_address(ctx.view)
-        if address is None:
-            raise PeerUnreachable("controller", "no controller known", refused=False)
-        return await ctx.controller_client.alter_isr(address, *args)
+        return await ctx.active_controller().alter_isr(
+            info.log, info.index, self.spec.id, info.leader_epoch, info.version, list(isr)
+        )
 
     async def _hand_off(self, info: TabletInfo, successor: str) -> TabletInfo:
         """Ask the controller to move a tablet's leadership to ``successor``."""
         ctx = self.ctx
         assert ctx is not None
-        args = (info.log, info.index, info.leader_epoch, successor)
-        if ctx.controller.is_active:
-            return await ctx.controller.elect_leader(*args)
-        address = _controller_address(ctx.view)
-        if address is None:
-            raise PeerUnreachable("controller", "no controller known", refused=False)
-        return await ctx.controller_client.elect_leader(address, *args)
+        return await ctx.active_controller().elect_leader(
+            info.log, info.index, info.leader_epoch, successor
+        )
 
     async def wait_closed(self) -> None:
         await self._stopped.wait()
@@ -223,11 +219,13 @@ class NodeServer:
                     successor = next((r for r in info.isr if r != self.spec.id), None)
                     if successor is None:
                         continue
-                    args = (info.log, info.index, info.leader_epoch, successor)
-                    if ctx.controller.is_active:
-                        await ctx.controller.elect_leader(*args)
-                    elif (address := _controller_address(ctx.view)) is not None:
-                        await ctx.controller_client.elect_leader(address, *args)
+                    try:
+                        controller = ctx.active_controller()
+                    except NotController:
+                        continue
+                    await controller.elect_leader(
+                        info.log, info.index, info.leader_epoch, successor
+                    )
         except (TimeoutError, ReplicationError) as exc:
             log.warning("controlled shutdown incomplete: %s", exc)
 
@@ -240,10 +238,3 @@ def _next_incarnation(path: Path) -> int:
     incarnation = max(time.time_ns(), last + 1)
     write_checkpoint(path, INCARNATION_FILE, [str(incarnation)])
     return incarnation
-
-
-def _controller_address(view: ClusterView) -> str | None:
-    if view.controller is None:
-        return None
-    node = view.nodes.get(view.controller)
-    return node.address if node is not None else None

@@ -1,11 +1,16 @@
-"""HTTP client for the controller's internal API (``/internal/controller/<op>``).
+"""Calling the controller: one interface whether it runs in this process or on another node.
 
-Every call POSTs JSON with the internal token header and is bounded by a timeout. Failures are
-one of two kinds, so callers can tell "maybe delivered" from "answered no":
+:class:`ControllerApi` is what the rest of a node asks of the controller. The local
+:class:`replication.controller.Controller` implements it, and so does :class:`RemoteController`,
+the controller node reached over its internal HTTP API (``/internal/controller/<op>``, served
+by ``node.controller_api``); the caller picks one and calls it the same way.
+
+Every HTTP call POSTs JSON with the internal token header and is bounded by a timeout. Failures
+are one of two kinds, so callers can tell "maybe delivered" from "answered no":
 
 * :class:`PeerUnreachable` — no answer (``refused`` says nothing listens there);
 * a :class:`ReplicationError` subclass rebuilt from the JSON error reply (``NotController``
-  with the controller hint, ``StaleEpoch``, ``StaleVersion``, ...), else :class:`RemoteError`.
+  with the controller hint, ``StaleEpoch``, ``StaleVersion``, ...), else :class:`PeerError`.
 
 Event-loop thread only.
 """
@@ -13,8 +18,8 @@ Event-loop thread only.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -26,14 +31,15 @@ from replication.errors import (
     MetadataTimeout,
     MetadataUnavailable,
     NotController,
-    PeerUnreachable,
-    RemoteError,
+    PeerError,
     ReplicationError,
     StaleEpoch,
     StaleVersion,
     UnknownLog,
 )
+from replication.log_settings import LogSettings
 from replication.model import TabletInfo
+from replication.peer_errors import CONNECTION_ERRORS, peer_error, peer_unreachable
 
 CONTROLLER_PATH = "/internal/controller/"
 _SIMPLE_ERRORS: dict[str, type[ReplicationError]] = {
@@ -61,7 +67,7 @@ def tablet_to_json(tablet: TabletInfo) -> dict[str, Any]:
 
 
 def tablet_from_json(raw: Any) -> TabletInfo:
-    """Inverse of :func:`tablet_to_json`; raises RemoteError-compatible ValueError on junk."""
+    """Inverse of :func:`tablet_to_json`; raises ValueError on junk."""
     try:
         return TabletInfo(
             log=str(raw["log"]),
@@ -83,7 +89,7 @@ def error_from_reply(address: str, status: int, body: bytes) -> ReplicationError
         parsed = json.loads(body)
         code, message = str(parsed["error"]), str(parsed.get("message", ""))
     except (ValueError, TypeError, KeyError):
-        return RemoteError(address, status, "http_error", body[:200].decode("utf-8", "replace"))
+        return peer_error(address, status, body)
     if code == "not_controller":
         hint = parsed.get("controller")
         return NotController(hint if isinstance(hint, str) else None)
@@ -92,11 +98,46 @@ def error_from_reply(address: str, status: int, body: bytes) -> ReplicationError
     error_class = _SIMPLE_ERRORS.get(code)
     if error_class is not None:
         return error_class(message)
-    return RemoteError(address, status, code, message)
+    return PeerError(address, status, code, message)
+
+
+class ControllerApi(Protocol):
+    """What a node asks of the active controller, wherever it runs.
+
+    Every method raises :class:`NotController` when the callee is not the active controller;
+    a remote callee also raises :class:`PeerUnreachable` when it cannot be reached.
+    """
+
+    async def create_log(self, name: str, settings: LogSettings) -> list[TabletInfo]: ...
+
+    async def delete_log(self, name: str) -> None: ...
+
+    async def alter_isr(
+        self,
+        log_name: str,
+        tablet: int,
+        leader: str,
+        leader_epoch: int,
+        version: int,
+        isr: Sequence[str],
+    ) -> TabletInfo: ...
+
+    async def elect_leader(
+        self, log_name: str, tablet: int, leader_epoch: int, new_leader: str
+    ) -> TabletInfo: ...
+
+    async def report_unreachable(self, reporter: str, node: str) -> dict[str, Any]: ...
+
+    async def commit_offsets(self, group: str, offsets: Sequence[Sequence[Any]]) -> None: ...
 
 
 class ControllerClient:
-    """Typed calls from one node to the controller node. Event-loop thread only."""
+    """The HTTP calls one node makes to controller nodes. Event-loop thread only.
+
+    :meth:`at` gives the controller at one address as a :class:`ControllerApi`; heartbeats
+    and probes name their target per call (a node heartbeats whichever node it believes is
+    controller, and the controller probes the nodes it suspects).
+    """
 
     def __init__(
         self, session: aiohttp.ClientSession, secret: str, *, timeout_s: float = 10.0
@@ -108,6 +149,10 @@ class ControllerClient:
         }
         self._timeout_s = timeout_s
 
+    def at(self, address: str) -> RemoteController:
+        """The controller node at API ``address``."""
+        return RemoteController(self, address)
+
     async def heartbeat(
         self,
         address: str,
@@ -118,61 +163,7 @@ class ControllerClient:
     ) -> dict[str, Any]:
         """Tell the controller ``node`` (this process: ``incarnation``) is alive."""
         body = {"node": node, "incarnation": incarnation, "address": api_address}
-        return await self._post(address, "heartbeat", body, timeout_s)
-
-    async def create_log(
-        self, address: str, name: str, settings: Mapping[str, Any]
-    ) -> list[TabletInfo]:
-        reply = await self._post(address, "create_log", {"name": name, "settings": dict(settings)})
-        return self._tablets(address, reply.get("tablets"))
-
-    async def delete_log(self, address: str, name: str) -> None:
-        await self._post(address, "delete_log", {"name": name})
-
-    async def alter_isr(
-        self,
-        address: str,
-        log: str,
-        tablet: int,
-        leader: str,
-        leader_epoch: int,
-        version: int,
-        isr: Sequence[str],
-    ) -> TabletInfo:
-        """Compare-and-set the ISR; raises StaleEpoch/StaleVersion when the CAS fails."""
-        body = {
-            "log": log,
-            "tablet": tablet,
-            "leader": leader,
-            "leader_epoch": leader_epoch,
-            "version": version,
-            "isr": list(isr),
-        }
-        reply = await self._post(address, "alter_isr", body)
-        return self._tablets(address, [reply.get("tablet")])[0]
-
-    async def elect_leader(
-        self, address: str, log: str, tablet: int, leader_epoch: int, new_leader: str
-    ) -> TabletInfo:
-        body = {
-            "log": log,
-            "tablet": tablet,
-            "leader_epoch": leader_epoch,
-            "new_leader": new_leader,
-        }
-        reply = await self._post(address, "elect_leader", body)
-        return self._tablets(address, [reply.get("tablet")])[0]
-
-    async def report_unreachable(self, address: str, reporter: str, node: str) -> dict[str, Any]:
-        """Tell the controller ``reporter`` could not connect to ``node``."""
-        return await self._post(address, "report_unreachable", {"reporter": reporter, "node": node})
-
-    async def commit_offsets(
-        self, address: str, group: str, offsets: Sequence[Sequence[Any]]
-    ) -> None:
-        await self._post(
-            address, "commit_offsets", {"group": group, "offsets": [list(o) for o in offsets]}
-        )
+        return await self.post(address, "heartbeat", body, timeout_s)
 
     async def probe(self, address: str, timeout_s: float) -> bool:
         """True iff a connection to ``address`` is actively refused (nothing listens there).
@@ -185,44 +176,100 @@ class ControllerClient:
                 f"http://{address}/healthz", timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
                 await resp.read()
-        except aiohttp.ClientConnectorError as exc:
-            return isinstance(exc.os_error, ConnectionRefusedError)
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+        except CONNECTION_ERRORS as exc:
+            return peer_unreachable(address, exc, timeout_s).refused
         return False
 
-    async def _post(
+    async def post(
         self, address: str, op: str, body: dict[str, Any], timeout_s: float | None = None
     ) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=timeout_s or self._timeout_s)
+        """POST ``body`` to the controller operation ``op`` at ``address``; its JSON reply."""
+        timeout_s = timeout_s or self._timeout_s
         try:
             async with self._session.post(
                 f"http://{address}{CONTROLLER_PATH}{op}",
                 data=json.dumps(body, separators=(",", ":")),
                 headers=self._headers,
-                timeout=timeout,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 payload = await resp.read()
                 if resp.status != 200:
                     raise error_from_reply(address, resp.status, payload)
-        except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(exc.os_error, ConnectionRefusedError)
-            raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
+        except CONNECTION_ERRORS as exc:
+            raise peer_unreachable(address, exc, timeout_s) from None
         try:
             reply = json.loads(payload)
         except ValueError:
             reply = None
         if not isinstance(reply, dict):
-            raise RemoteError(address, resp.status, "bad_reply", "the reply is not a JSON object")
+            raise PeerError(address, resp.status, "bad_reply", "the reply is not a JSON object")
         return reply
 
-    @staticmethod
-    def _tablets(address: str, raw: Any) -> list[TabletInfo]:
+
+class RemoteController:
+    """The controller node at one address, called over HTTP as a :class:`ControllerApi`.
+
+    Cheap to build per call (``ControllerClient.at``). Event-loop thread only.
+    """
+
+    def __init__(self, client: ControllerClient, address: str) -> None:
+        self._client = client
+        self.address = address
+
+    async def create_log(self, name: str, settings: LogSettings) -> list[TabletInfo]:
+        body = {"name": name, "settings": settings.to_dict()}
+        reply = await self._client.post(self.address, "create_log", body)
+        return self._tablets(reply.get("tablets"))
+
+    async def delete_log(self, name: str) -> None:
+        await self._client.post(self.address, "delete_log", {"name": name})
+
+    async def alter_isr(
+        self,
+        log_name: str,
+        tablet: int,
+        leader: str,
+        leader_epoch: int,
+        version: int,
+        isr: Sequence[str],
+    ) -> TabletInfo:
+        """Compare-and-set the ISR; raises StaleEpoch/StaleVersion when the CAS fails."""
+        body = {
+            "log": log_name,
+            "tablet": tablet,
+            "leader": leader,
+            "leader_epoch": leader_epoch,
+            "version": version,
+            "isr": list(isr),
+        }
+        reply = await self._client.post(self.address, "alter_isr", body)
+        return self._tablets([reply.get("tablet")])[0]
+
+    async def elect_leader(
+        self, log_name: str, tablet: int, leader_epoch: int, new_leader: str
+    ) -> TabletInfo:
+        body = {
+            "log": log_name,
+            "tablet": tablet,
+            "leader_epoch": leader_epoch,
+            "new_leader": new_leader,
+        }
+        reply = await self._client.post(self.address, "elect_leader", body)
+        return self._tablets([reply.get("tablet")])[0]
+
+    async def report_unreachable(self, reporter: str, node: str) -> dict[str, Any]:
+        """Tell the controller ``reporter`` could not connect to ``node``."""
+        body = {"reporter": reporter, "node": node}
+        return await self._client.post(self.address, "report_unreachable", body)
+
+    async def commit_offsets(self, group: str, offsets: Sequence[Sequence[Any]]) -> None:
+        body = {"group": group, "offsets": [list(o) for o in offsets]}
+        await self._client.post(self.address, "commit_offsets", body)
+
+    def _tablets(self, raw: Any) -> list[TabletInfo]:
         if not isinstance(raw, list):
-            raise RemoteError(address, 200, "bad_reply", "the reply lists no tablets")
+            raise PeerError(self.address, 200, "bad_reply", "the reply lists no tablets")
         try:
             return [tablet_from_json(t) for t in raw]
         except ValueError as exc:
-            raise RemoteError(address, 200, "bad_reply", str(exc)) from None
+            raise PeerError(self.address, 200, "bad_reply", str(exc)) from None

@@ -145,7 +145,7 @@ class ReplicationTimeout(ReplicationError):
     code = "timeout"
 
 
-class RemoteError(ReplicationError):
+class PeerError(ReplicationError):
     """Another node answered an internal call with an error this node has no class for."""
 
     code = "peer_error"

@@ -24,9 +24,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from replication.errors import PeerUnreachable
+from replication.errors import PeerError, PeerUnreachable
 from replication.model import TabletId
-from replication.peer_client import PeerClient, PeerError, ReplicationStream
+from replication.peer_client import PeerClient, ReplicationStream
 from replication.protocol import (
     FENCED_LEADER_EPOCH,
     OFFSET_OUT_OF_RANGE,

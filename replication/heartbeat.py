@@ -1,4 +1,4 @@
-"""Node side of liveness: heartbeats to the controller (see ``replication.controller``)."""
+"""Node side of liveness: heartbeats to the controller (see ``replication.controller_liveness``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import logging
 import time
 from typing import Any
 
-from node.config import ClusterConfig
 from replication.controller_client import ControllerClient
 from replication.errors import NotController, PeerUnreachable, ReplicationError
 from replication.metadata import MetadataStore
 from replication.model import ClusterView
+from replication.settings import HeartbeatSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +30,17 @@ class Heartbeater:
         node_id: str,
         incarnation: int,
         api_address: str,
-        config: ClusterConfig,
+        settings: HeartbeatSettings,
         http: ControllerClient,
     ) -> None:
         self._store = store
         self._node_id = node_id
         self._incarnation = incarnation
         self._api_address = api_address
-        self._config = config
+        self._api_addresses = settings.api_addresses
         self._http = http
-        self._interval_s = config.tuning.heartbeat_interval_ms / 1000
-        self._timeout_s = max(self._interval_s, min(1.0, config.tuning.session_timeout_ms / 3000))
+        self._interval_s = settings.heartbeat_interval_ms / 1000
+        self._timeout_s = max(self._interval_s, min(1.0, settings.session_timeout_ms / 3000))
         self._hint: str | None = None
         self._failed: str | None = None
         self.last_reply: dict[str, Any] | None = None
@@ -69,7 +69,7 @@ class Heartbeater:
         if target is None:
             return False
         node = view.nodes.get(target)
-        address = node.address if node else self._config.node(target).api_address
+        address = node.address if node else self._api_addresses[target]
         try:
             self.last_reply = await self._http.heartbeat(
                 address, self._node_id, self._incarnation, self._api_address, self._timeout_s

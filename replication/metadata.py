@@ -25,13 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from node.config import ClusterConfig
 from replication import model
 from replication.command_base import Command, Result
 from replication.command_codec import Entry, encode
 from replication.errors import MetadataTimeout, MetadataUnavailable
 from replication.model import ClusterView
 from replication.raft_state import RaftState, error_for
+from replication.settings import RaftSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class MetadataStore:
 
     def __init__(
         self,
-        config: ClusterConfig,
+        settings: RaftSettings,
         node_id: str,
         raft_dir: str | Path,
         loop: asyncio.AbstractEventLoop,
@@ -75,7 +75,7 @@ class MetadataStore:
         self._subscribers: list[Callable[[ClusterView], None]] = []
         self._waiters: list[tuple[Predicate, asyncio.Future[ClusterView]]] = []
         self._view = model.to_view(
-            model.initial_state(config.name, {n.id: n.api_address for n in config.nodes})
+            model.initial_state(settings.cluster_name, settings.api_addresses())
         )
         if backend is None:
 
@@ -83,7 +83,7 @@ class MetadataStore:
                 on_view: Callable[[ClusterView], None], on_ready: Callable[[], None]
             ) -> RaftBackend:
                 return RaftState(
-                    config, node_id, raft_dir, on_view, on_ready=on_ready, **raft_options
+                    settings, node_id, raft_dir, on_view, on_ready=on_ready, **raft_options
                 )
 
         self._raft = backend(self._from_raft_thread, self._ready_from_raft_thread)
@@ -151,7 +151,7 @@ class MetadataStore:
         The result may be ``ok=False`` (the map recorded the command as a no-op). Raises
         MetadataTimeout when the outcome is unknown (timeout, leader change) and
         MetadataUnavailable when the command was certainly not applied. SUCCESS can be false
-        after a partition (see replication/controller_core.py): callers confirm effects in the view.
+        after a partition (see replication/controller_role.py): callers confirm effects in the view.
         """
         return await self.propose_entry(encode(cmd), timeout_s)
 

@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
-from replication.errors import PeerUnreachable
+from replication.errors import PeerError, PeerUnreachable
+from replication.peer_errors import CONNECTION_ERRORS, peer_error, peer_unreachable
 from replication.protocol import (
     EPOCH_END_PATH,
     MAX_MESSAGE_BYTES,
@@ -26,19 +27,6 @@ from replication.protocol import (
     encode_ack,
     encode_fetch,
 )
-from storage.errors import TabletLogError
-
-
-class PeerError(TabletLogError):
-    """The peer answered with an error status."""
-
-    code = "peer_error"
-    retriable = True
-
-    def __init__(self, address: str, status: int, error: str, message: str) -> None:
-        super().__init__(f"{address} answered {status} {error}: {message}")
-        self.status = status
-        self.error = error
 
 
 class PeerClient:
@@ -70,11 +58,8 @@ class PeerClient:
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise PeerError(address, exc.status, "handshake_failed", exc.message) from None
-        except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(exc.os_error, ConnectionRefusedError)
-            raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
+        except CONNECTION_ERRORS as exc:
+            raise peer_unreachable(address, exc, timeout_s) from None
         return ReplicationStream(address, ws)
 
     async def epoch_end(
@@ -119,27 +104,10 @@ class PeerClient:
             ) as resp:
                 body = await resp.read()
                 if resp.status != 200:
-                    raise _error_from(address, resp.status, body)
+                    raise peer_error(address, resp.status, body)
                 return json.loads(body)
-        except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(exc.os_error, ConnectionRefusedError)
-            raise PeerUnreachable(address, str(exc.os_error), refused=refused) from None
-        except TimeoutError:
-            raise PeerUnreachable(
-                address, f"no answer within {timeout_s:.1f} s", refused=False
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:  # reset, disconnected, truncated
-            raise PeerUnreachable(address, str(exc) or type(exc).__name__, refused=False) from None
-        except asyncio.CancelledError:
-            raise
-
-
-def _error_from(address: str, status: int, body: bytes) -> PeerError:
-    try:
-        parsed = json.loads(body)
-        return PeerError(address, status, str(parsed.get("error")), str(parsed.get("message")))
-    except (ValueError, AttributeError):
-        return PeerError(address, status, "http_error", body[:200].decode("utf-8", "replace"))
+        except CONNECTION_ERRORS as exc:
+            raise peer_unreachable(address, exc, timeout_s) from None
 
 
 class ReplicationStream:

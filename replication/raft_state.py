@@ -41,13 +41,13 @@ import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.journal import MemoryJournal
 
-from node.config import ClusterConfig, Tuning
 from replication import model
 from replication.command_base import Result
 from replication.command_codec import Entry
 from replication.errors import MetadataTimeout, MetadataUnavailable, ReplicationError
 from replication.model import ClusterView
 from replication.raft_journal import DurableJournal, fsync_path
+from replication.settings import RaftSettings
 
 log = logging.getLogger(__name__)
 
@@ -151,27 +151,25 @@ class _MetadataSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         return self._apply_fn(self, entry)
 
 
-def sync_conf(config: ClusterConfig, node_id: str, raft_dir: Path, **extra: Any) -> SyncObjConf:
-    """pysyncobj settings for ``node_id``: secret, bind address, files and Tuning timers."""
-    spec = config.node(node_id)
-    t: Tuning = config.tuning
-    min_s = t.raft_min_timeout_ms / 1000
-    max_s = max(t.raft_max_timeout_ms, t.raft_min_timeout_ms + 1) / 1000  # pysyncobj: max > min
+def sync_conf(settings: RaftSettings, node_id: str, raft_dir: Path, **extra: Any) -> SyncObjConf:
+    """pysyncobj settings for ``node_id``: secret, bind address, files and Raft timers."""
+    min_s = settings.min_timeout_ms / 1000
+    max_s = max(settings.max_timeout_ms, settings.min_timeout_ms + 1) / 1000  # pysyncobj: max > min
     return SyncObjConf(
-        password=config.secret,
-        bindAddress=f"{spec.bind_host}:{spec.raft_port}",
+        password=settings.secret,
+        bindAddress=settings.member(node_id).raft_bind,
         journalFile=str(raft_dir / "journal"),
         fullDumpFile=str(raft_dir / "dump"),
         useFork=False,
         appendEntriesUseBatch=False,
         commandsWaitLeader=False,
         dynamicMembershipChange=False,
-        appendEntriesPeriod=t.raft_append_entries_period_ms / 1000,
+        appendEntriesPeriod=settings.append_entries_period_ms / 1000,
         raftMinTimeout=min_s,
         raftMaxTimeout=max_s,
-        connectionTimeout=max(t.raft_connection_timeout_ms / 1000, max_s),
-        connectionRetryTime=t.raft_connection_retry_ms / 1000,
-        leaderFallbackTimeout=t.raft_leader_fallback_timeout_ms / 1000,
+        connectionTimeout=max(settings.connection_timeout_ms / 1000, max_s),
+        connectionRetryTime=settings.connection_retry_ms / 1000,
+        leaderFallbackTimeout=settings.leader_fallback_timeout_ms / 1000,
         # pysyncobj caches peer addresses for 10 minutes by default: a peer that comes back
         # under a new address (a restarted container) would stay unreachable that long.
         dnsCacheTime=2.0,
@@ -185,13 +183,13 @@ class RaftState:
 
     Files live in ``raft_dir`` (normally ``<data_dir>/raft``). ``on_view(view)`` is called on
     pysyncobj's thread with each new view, ``on_ready()`` once when this node has caught up with
-    the leader's commit index. ``voters`` (default: every node of the config) are the Raft
+    the leader's commit index. ``voters`` (default: every member of ``settings``) are the Raft
     members; any other node follows the log as a read-only observer. Methods are thread-safe.
     """
 
     def __init__(
         self,
-        config: ClusterConfig,
+        settings: RaftSettings,
         node_id: str,
         raft_dir: str | Path,
         on_view: Callable[[ClusterView], None],
@@ -205,16 +203,16 @@ class RaftState:
         if not raft_dir.is_dir():
             raft_dir.mkdir(parents=True)
             fsync_path(raft_dir.parent)  # a crash must not lose the directory of the journal
-        self._state = model.initial_state(config.name, {n.id: n.api_address for n in config.nodes})
+        self._state = model.initial_state(settings.cluster_name, settings.api_addresses())
         self.initial_view = model.to_view(self._state)
         self._on_view = on_view
         self._dirty = False
         self.snapshot_error: str | None = None
-        voter_ids = list(voters) if voters else [n.id for n in config.nodes]
-        self._node_by_raft = {config.node(v).raft_address: v for v in voter_ids}
+        voter_ids = list(voters) if voters else [m.id for m in settings.members]
+        self._node_by_raft = {settings.member(v).raft_address: v for v in voter_ids}
         self.node_id = node_id
         conf = sync_conf(
-            config,
+            settings,
             node_id,
             raft_dir,
             serializer=self._write_snapshot,
@@ -223,8 +221,8 @@ class RaftState:
             logCompactionMinTime=compaction_min_time_s,
             onReady=on_ready,
         )
-        self_node = config.node(node_id).raft_address if node_id in voter_ids else None
-        others = [config.node(v).raft_address for v in voter_ids if v != node_id]
+        self_node = settings.member(node_id).raft_address if node_id in voter_ids else None
+        others = [settings.member(v).raft_address for v in voter_ids if v != node_id]
         self._sync = _MetadataSyncObj(self_node, others, conf, self._apply)
         self._sync.addOnTickCallback(self._on_tick)
 

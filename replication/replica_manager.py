@@ -19,12 +19,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from node.config import ClusterConfig, LogSettings
 from replication.follower import FollowedTablet, LeaderFetcher
 from replication.leader import TabletLeader
+from replication.log_settings import LogSettings
 from replication.model import ClusterView, LogInfo, TabletId, TabletInfo
 from replication.peer_client import PeerClient
 from replication.replica_health import HandOff, ReplicaHealth
+from replication.settings import ReplicaSettings
 from storage.checkpoint import read_checkpoint, write_checkpoint
 from storage.errors import CorruptSegment
 from storage.group_commit import GroupCommitter
@@ -55,7 +56,7 @@ class ReplicaManager:
         self,
         node_id: str,
         incarnation: int,
-        config: ClusterConfig,
+        settings: ReplicaSettings,
         logs: LogManager,
         peer: PeerClient,
         report_unreachable: ReportUnreachable | None = None,
@@ -64,7 +65,7 @@ class ReplicaManager:
     ) -> None:
         self.node_id = node_id
         self.incarnation = incarnation
-        self.config = config
+        self.settings = settings
         self.logs = logs
         self.peer = peer
         self._report_unreachable = report_unreachable
@@ -154,7 +155,7 @@ class ReplicaManager:
             return replica
         if replica is not None:  # the log was deleted and created again under the same name
             self._drop_replica(tablet, delete=True)
-        merged = self.config.log_defaults.merged(dict(settings))  # type: ignore[call-overload]
+        merged = self.settings.log_defaults.merged(dict(settings))  # type: ignore[call-overload]
         storage_config = merged.storage_config()
         self._claim_directory(tablet, log_id)
         repair = self.health.take_repair(tablet)
@@ -294,14 +295,13 @@ class ReplicaManager:
             self._closing.add(asyncio.get_running_loop().create_task(fetcher.close()))
             fetcher = None
         if fetcher is None:
-            tuning = self.config.tuning
             fetcher = LeaderFetcher(
                 self.node_id,
                 leader_id,
                 address,
                 self.peer,
-                wait_ms=tuning.fetch_wait_max_ms,
-                request_timeout_s=tuning.request_timeout_ms / 1000,
+                wait_ms=self.settings.fetch_wait_max_ms,
+                request_timeout_s=self.settings.request_timeout_ms / 1000,
                 report_unreachable=self._report_unreachable,
             )
             self.fetchers[leader_id] = fetcher

@@ -34,7 +34,7 @@ CHECKED = (*ALLOWED, "bench")
 # removed by the config/tests refactor (replication's settings dataclasses; bench on a shared
 # toolkit instead of tests/). Empty this set once those land; a stale entry fails the test.
 KNOWN_BACK_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {("replication", "node.config"), ("bench", "tests")}
+    {("bench", "tests")}
 )
 
 # Loaded by `import client, client.cli`, none of these may be.

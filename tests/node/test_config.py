@@ -156,3 +156,25 @@ def test_machines_may_share_ports_and_bind_everywhere() -> None:
     config = parse_config(raw, env={})
     assert config.node("n2").bind_host == "0.0.0.0"
     assert config.node("n2").raft_address == "10.0.0.2:7201"
+
+
+def test_each_replication_component_gets_its_settings_from_the_config() -> None:
+    raw = _with(["tuning"], {"heartbeat_interval_ms": 100, "raft_min_timeout_ms": 300})
+    raw["nodes"][1]["bind"] = "0.0.0.0"
+    config = parse_config(raw, env={})
+    raft = config.raft_settings()
+    assert (raft.cluster_name, raft.secret) == ("t", "a-long-enough-secret")
+    assert raft.member("n2").raft_bind == "0.0.0.0:7202"
+    assert raft.member("n2").raft_address == "127.0.0.1:7202"
+    assert raft.api_addresses() == {"n1": "127.0.0.1:7101", "n2": "127.0.0.1:7102"}
+    assert raft.min_timeout_ms == 300 and raft.max_timeout_ms == config.tuning.raft_max_timeout_ms
+    with pytest.raises(ValueError, match="unknown node id 'n9'"):
+        raft.member("n9")
+    replica = config.replica_settings()
+    assert replica.log_defaults is config.log_defaults
+    assert replica.request_timeout_ms == config.tuning.request_timeout_ms
+    assert config.controller_settings().heartbeat_interval_ms == 100
+    heartbeat = config.heartbeat_settings()
+    assert heartbeat.heartbeat_interval_ms == 100
+    assert heartbeat.session_timeout_ms == config.tuning.session_timeout_ms
+    assert heartbeat.api_addresses["n1"] == "127.0.0.1:7101"

@@ -28,9 +28,10 @@ from aiohttp import web
 from node.config import load_config
 from node.controller_api import controller_routes
 from replication.auth import INTERNAL_TOKEN_HEADER, token_is_valid
-from replication.controller import Controller, Heartbeater
+from replication.controller import Controller
 from replication.controller_client import ControllerClient, tablet_to_json
 from replication.errors import ReplicationError
+from replication.heartbeat import Heartbeater
 from replication.metadata import MetadataStore
 from replication.model import ClusterView
 
@@ -68,8 +69,8 @@ async def watch_leaders(
                 if controller.is_active:
                     await controller.report_unreachable(node_id, leader or "")
                 elif target and target in view.nodes:
-                    await client.report_unreachable(
-                        view.nodes[target].address, node_id, leader or ""
+                    await client.at(view.nodes[target].address).report_unreachable(
+                        node_id, leader or ""
                     )
 
 
@@ -79,7 +80,7 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     voters = args.voters.split(",") if args.voters else None
     store = MetadataStore(
-        config,
+        config.raft_settings(),
         args.node,
         Path(args.data_dir) / "raft",
         loop,
@@ -88,8 +89,10 @@ async def main(args: argparse.Namespace) -> None:
     )
     session = aiohttp.ClientSession()
     client = ControllerClient(session, config.secret)
-    controller = Controller(store, args.node, config, client)
-    heartbeater = Heartbeater(store, args.node, time.time_ns(), spec.api_address, config, client)
+    controller = Controller(store, args.node, config.controller_settings(), client.probe)
+    heartbeater = Heartbeater(
+        store, args.node, time.time_ns(), spec.api_address, config.heartbeat_settings(), client
+    )
 
     def authorized(request: web.Request) -> bool:
         return token_is_valid(request.headers.get(INTERNAL_TOKEN_HEADER), config.secret)
@@ -127,7 +130,7 @@ async def main(args: argparse.Namespace) -> None:
             web.post("/debug/propose", propose),
         ]
     )
-    app.add_routes(controller_routes(controller, config.secret))
+    app.add_routes(controller_routes(controller, config.secret, config.log_defaults))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, spec.bind_host, spec.api_port, reuse_address=True).start()

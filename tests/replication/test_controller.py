@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from node.config import LogSettings, Tuning
+from node.config import Tuning
 from replication.commands import ClaimController
 from replication.controller import Controller
-from replication.controller_client import ControllerClient
 from replication.errors import (
     AlreadyExists,
     CommandRejected,
@@ -21,6 +20,7 @@ from replication.errors import (
     StaleVersion,
     UnknownLog,
 )
+from replication.log_settings import LogSettings
 from replication.metadata import MetadataStore
 from tests.replication.test_metadata_store import FakeRaft, config, fake_store
 
@@ -35,8 +35,8 @@ class FakeClock:
         return self.now
 
 
-class FakeHttp(ControllerClient):
-    """Only ``probe`` is used by the controller; ``refused`` lists dead addresses."""
+class FakeHttp:
+    """The controller's ``probe``; ``refused`` lists dead addresses."""
 
     def __init__(self) -> None:
         self.refused: set[str] = set()
@@ -54,7 +54,12 @@ async def setup(
     raft.leader = leader
     clock, http = FakeClock(), FakeHttp()
     controller = Controller(
-        store, "n1", store_config(store), http, clock, rebalance_after_s=rebalance_after_s
+        store,
+        "n1",
+        store_config(store).controller_settings(),
+        http.probe,
+        clock,
+        rebalance_after_s=rebalance_after_s,
     )
     return controller, store, raft, clock, http
 
@@ -66,7 +71,7 @@ def store_config(_store: MetadataStore) -> Any:
 async def settle(controller: Controller) -> None:
     """Let background registrations and probes finish."""
     for _ in range(100):
-        pending = [t for t in controller._background.values() if not t.done()]
+        pending = [t for t in controller._role._background.values() if not t.done()]
         if not pending:
             return
         await asyncio.wait(pending, timeout=1)

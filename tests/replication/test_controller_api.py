@@ -27,6 +27,7 @@ from replication.errors import (
     StaleEpoch,
     UnknownLog,
 )
+from replication.log_settings import LogSettings
 from replication.metadata import MetadataStore
 from tests.replication.test_controller import TUNING, FakeClock, FakeHttp
 from tests.replication.test_metadata_store import SECRET, FakeRaft, config, fake_store
@@ -45,10 +46,12 @@ class Api:
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
     store, raft = fake_store(config(tuning=TUNING))
-    controller = Controller(store, "n1", config(tuning=TUNING), FakeHttp(), FakeClock())
+    controller = Controller(
+        store, "n1", config(tuning=TUNING).controller_settings(), FakeHttp().probe, FakeClock()
+    )
     await controller.step()
     app = web.Application()
-    app.add_routes(controller_routes(controller, SECRET))
+    app.add_routes(controller_routes(controller, SECRET, config().log_defaults))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
@@ -120,41 +123,43 @@ async def test_a_node_that_is_not_controller_names_the_controller(api: Api) -> N
     assert info.value.controller is None
     await api.store.propose(ClaimController("n3", 5), 1)
     with pytest.raises(NotController) as info:
-        await api.client.delete_log(api.address, "x")
+        await api.client.at(api.address).delete_log("x")
     assert info.value.controller == "n3"
 
 
 async def test_create_alter_and_delete_through_http(api: Api) -> None:
     await _register_all(api)
-    tablets = await api.client.create_log(api.address, "x", {"tablets": 2, "fsync": "never"})
+    tablets = await api.client.at(api.address).create_log(
+        "x", LogSettings(tablets=2, fsync="never")
+    )
     assert [t.index for t in tablets] == [0, 1] and api.store.view.logs["x"].settings[
         "fsync"
     ] == "never"
     with pytest.raises(AlreadyExists):
-        await api.client.create_log(api.address, "x", {})
+        await api.client.at(api.address).create_log("x", LogSettings())
     t0 = tablets[0]
     assert t0.leader is not None
-    changed = await api.client.alter_isr(
-        api.address, "x", 0, t0.leader, t0.leader_epoch, t0.version, [t0.leader]
+    changed = await api.client.at(api.address).alter_isr(
+        "x", 0, t0.leader, t0.leader_epoch, t0.version, [t0.leader]
     )
     assert changed.isr == (t0.leader,) and changed.version == t0.version + 1
     with pytest.raises(StaleEpoch):
-        await api.client.alter_isr(
-            api.address, "x", 0, t0.leader, t0.leader_epoch + 5, changed.version, [t0.leader]
+        await api.client.at(api.address).alter_isr(
+            "x", 0, t0.leader, t0.leader_epoch + 5, changed.version, [t0.leader]
         )
     with pytest.raises(CommandRejected) as rejected:
-        await api.client.elect_leader(api.address, "x", 0, changed.leader_epoch, "n9")
+        await api.client.at(api.address).elect_leader("x", 0, changed.leader_epoch, "n9")
     assert rejected.value.reason == "ineligible_replica"
     with pytest.raises(InvalidRequest):
-        await api.client.create_log(
-            api.address, "y", {"replication_factor": 4, "min_insync_replicas": 1}
+        await api.client.at(api.address).create_log(
+            "y", LogSettings(replication_factor=4, min_insync_replicas=1)
         )
-    await api.client.commit_offsets(api.address, "g", [["x", 0, 3]])
+    await api.client.at(api.address).commit_offsets("g", [["x", 0, 3]])
     assert api.store.view.consumer_offsets[("g", "x", 0)] == 3
-    assert await api.client.report_unreachable(api.address, "n2", "n3") == {"fenced": False}
-    await api.client.delete_log(api.address, "x")
+    assert await api.client.at(api.address).report_unreachable("n2", "n3") == {"fenced": False}
+    await api.client.at(api.address).delete_log("x")
     with pytest.raises(UnknownLog):
-        await api.client.delete_log(api.address, "x")
+        await api.client.at(api.address).delete_log("x")
 
 
 async def test_unreachable_controller_is_one_clear_error(api: Api) -> None:

@@ -99,7 +99,7 @@ def fake_store(cfg: ClusterConfig | None = None) -> tuple[MetadataStore, FakeRaf
         return fakes[0]
 
     store = MetadataStore(
-        cfg, "n1", Path("/nonexistent"), asyncio.get_running_loop(), backend=factory
+        cfg.raft_settings(), "n1", Path("/nonexistent"), asyncio.get_running_loop(), backend=factory
     )
     return store, fakes[0]
 

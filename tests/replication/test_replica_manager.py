@@ -10,11 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.config import ClusterConfig, LogSettings, NodeSpec
+from node.config import ClusterConfig, NodeSpec
 from replication import model
 from replication.command_base import Command
 from replication.command_codec import encode
 from replication.commands import ClaimController, CreateLog, DeleteLog
+from replication.log_settings import LogSettings
 from replication.model import ClusterView, TabletId
 from replication.peer_client import PeerClient
 from replication.replica_manager import ReplicaManager
@@ -51,7 +52,11 @@ class Map:
 async def manager(tmp_path: Path) -> AsyncIterator[ReplicaManager]:
     session = aiohttp.ClientSession()
     replicas = ReplicaManager(
-        "c", 7, CONFIG, LogManager(tmp_path, FileCache()), PeerClient(session, "secret-secret")
+        "c",
+        7,
+        CONFIG.replica_settings(),
+        LogManager(tmp_path, FileCache()),
+        PeerClient(session, "secret-secret"),
     )
     yield replicas
     await replicas.close()
@@ -75,7 +80,7 @@ async def test_a_lagging_view_never_deletes_local_data(
     assert kept_dir.exists()
     await manager.close()
 
-    fresh = ReplicaManager("c", 8, CONFIG, manager.logs, manager.peer)
+    fresh = ReplicaManager("c", 8, CONFIG.replica_settings(), manager.logs, manager.peer)
     fresh.on_view(stale, complete=True)  # a restarted node whose map lags behind its disk
     assert kept_dir.exists(), "a view that has not seen the log's creation deleted it"
     assert TabletId("kept", 0) not in fresh.replicas
@@ -91,7 +96,7 @@ async def test_a_log_deleted_while_down_is_removed(manager: ReplicaManager) -> N
     gone_dir = manager.logs.directory_for("gone", 0)
     await manager.close()
     meta.apply(DeleteLog(1, "gone"))
-    fresh = ReplicaManager("c", 8, CONFIG, manager.logs, manager.peer)
+    fresh = ReplicaManager("c", 8, CONFIG.replica_settings(), manager.logs, manager.peer)
     fresh.on_view(meta.view(), complete=False)
     assert gone_dir.exists(), "an incomplete view deletes nothing"
     fresh.on_view(meta.view(), complete=True)

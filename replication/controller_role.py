@@ -1,8 +1,10 @@
-"""The controller's state and primitives: the role check, confirmed commands, background tasks.
+"""The controller role: the term this node claimed, whether it is active, confirmed commands.
 
-:class:`ControllerCore` is the base of :class:`replication.controller.Controller`: it holds the
-claimed term, the liveness tracker and the background tasks, tells whether this node is the
-active controller (:attr:`~ControllerCore.is_active`), and applies metadata commands.
+**Who is controller.** While the local node is Raft leader, the controller loop
+(:class:`replication.controller.Controller`) claims the role for the current Raft term
+(``claim_controller`` command, :meth:`ControllerRole.claim`); the node is *active* once the
+claim is applied and it is still leader in that term. Every later command carries that term,
+so commands of a deposed controller are no-ops in the map.
 
 **Confirmed effects.** pysyncobj can report a false SUCCESS after a partition heals (measured
 with 0.3.17: commands sent to an isolated old leader got SUCCESS and were kept by no node). A
@@ -13,6 +15,9 @@ Otherwise the outcome is unknown (:class:`MetadataTimeout`). One command is in f
 (``asyncio.Lock``), so an isolated leader can only ever build a one-entry divergent tail.
 :func:`error_for_rejection` maps a command the map recorded as a no-op to its error.
 
+The role also owns the controller's background tasks (registrations, probes): they act for
+one term and are cancelled when the role is lost.
+
 Event-loop thread only.
 """
 
@@ -21,13 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
-from node.config import ClusterConfig
 from replication.command_base import Command, Result
-from replication.controller_client import ControllerClient
+from replication.commands import ClaimController
 from replication.errors import (
     AlreadyExists,
     CommandRejected,
@@ -41,14 +43,13 @@ from replication.errors import (
     StaleVersion,
     UnknownLog,
 )
-from replication.liveness import LivenessTracker
 from replication.metadata import MetadataStore
-from replication.model import TabletInfo
+from replication.model import ClusterView, TabletInfo
 
 # The controller logs under one name, whichever of its modules a line comes from.
 log = logging.getLogger("replication.controller")
 
-__all__ = ["COMMAND_ATTEMPTS", "COMMAND_TIMEOUT_S", "ControllerCore", "error_for_rejection"]
+__all__ = ["COMMAND_ATTEMPTS", "COMMAND_TIMEOUT_S", "ControllerRole", "error_for_rejection"]
 
 COMMAND_TIMEOUT_S = 2.0
 COMMAND_ATTEMPTS = 3
@@ -72,38 +73,15 @@ def error_for_rejection(result: Result) -> ReplicationError:
     return CommandRejected(code, message)
 
 
-class ControllerCore:
-    """What every controller duty builds on; see :class:`replication.controller.Controller`."""
+class ControllerRole:
+    """This node's claim on the controller role and the commands made under it."""
 
-    def __init__(
-        self,
-        store: MetadataStore,
-        node_id: str,
-        config: ClusterConfig,
-        http: ControllerClient,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        tick_s: float = 0.1,
-        rebalance_after_s: float | None = 10.0,
-    ) -> None:
-        """``rebalance_after_s``: hand a tablet back to its preferred leader once that replica
-        has been alive, heartbeating and in the ISR this long (None: never)."""
+    def __init__(self, store: MetadataStore, node_id: str) -> None:
         self.store = store
         self.node_id = node_id
-        self.config = config
-        self._http = http
-        self._clock = clock
-        self._tick_s = tick_s
-        self._liveness = LivenessTracker(
-            session_timeout_s=config.tuning.session_timeout_ms / 1000,
-            late_s=2 * config.tuning.heartbeat_interval_ms / 1000,
-            rebalance_after_s=rebalance_after_s,
-        )
         self._term: int | None = None
         self._lock = asyncio.Lock()
         self._background: dict[str, asyncio.Task[None]] = {}
-
-    # ------------------------------------------------------------------ role
 
     @property
     def is_active(self) -> bool:
@@ -122,7 +100,8 @@ class ControllerCore:
         """The controller term claimed by this node (None if it never became active)."""
         return self._term
 
-    def _require_active(self) -> int:
+    def require_active(self) -> int:
+        """The claimed term; raises NotController (with the best hint) unless active."""
         if not self.is_active:
             hint = self.store.view.controller
             if hint == self.node_id:
@@ -132,18 +111,33 @@ class ControllerCore:
         assert self._term is not None
         return self._term
 
-    def _deactivate(self) -> None:
+    def deactivate(self) -> None:
+        """Give the role up (no longer Raft leader): forget the term, cancel its tasks."""
         self._term = None
         for task in self._background.values():
             task.cancel()
         self._background.clear()
 
-    def _still_leader(self, term: int) -> bool:
+    def still_leader(self, term: int) -> bool:
         return self.store.is_raft_leader() and self.store.raft_term() == term
 
-    # ------------------------------------------------------------------ commands
+    async def claim(self, term: int) -> ClusterView | None:
+        """Claim the role for Raft ``term``; the view that confirms it, None if not confirmed."""
+        async with self._lock:
+            result = await self.store.propose(
+                ClaimController(self.node_id, term), COMMAND_TIMEOUT_S
+            )
+            if not result.ok:
+                log.warning("controller claim for term %d rejected: %s", term, result)
+                return None
+            view = self.store.view
+            confirmed = view.controller == self.node_id and view.controller_term == term
+            if not (confirmed and self.still_leader(term)):
+                return None
+            self._term = term
+            return view
 
-    async def _command(self, cmd: Command) -> tuple[Result, bool]:
+    async def command(self, cmd: Command) -> tuple[Result, bool]:
         """Apply ``cmd`` (with our term) and confirm it; returns (result, was_retried).
 
         Retries after an unknown outcome are safe because every command is idempotent or
@@ -152,7 +146,7 @@ class ControllerCore:
         """
         async with self._lock:
             for attempt in range(COMMAND_ATTEMPTS):
-                term = self._require_active()
+                term = self.require_active()
                 assert getattr(cmd, "term", term) == term
                 try:
                     result = await self.store.propose(cmd, COMMAND_TIMEOUT_S)
@@ -160,20 +154,20 @@ class ControllerCore:
                     log.info("controller command %s attempt %d: %s", cmd.op, attempt + 1, exc)
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue
-                if not self._still_leader(term):
+                if not self.still_leader(term):
                     raise MetadataTimeout(
                         "lost Raft leadership while applying a command; its outcome is unknown"
                     )
                 return result, attempt > 0
         raise MetadataTimeout(f"metadata command {cmd.op} did not complete; it may have")
 
-    def _tablet_or_raise(self, log_name: str, index: int) -> TabletInfo:
+    def tablet_or_raise(self, log_name: str, index: int) -> TabletInfo:
         tablet = self.store.view.tablet(log_name, index)
         if tablet is None:
             raise UnknownLog(f"no tablet {index} of log {log_name!r}")
         return tablet
 
-    def _spawn(self, key: str, coro: Any) -> None:
+    def spawn(self, key: str, coro: Any) -> None:
         """Run ``coro`` in the background unless a task with ``key`` still runs."""
         running = self._background.get(key)
         if running is not None and not running.done():
@@ -191,7 +185,7 @@ class ControllerCore:
     async def close(self) -> None:
         """Cancel background work (registrations, probes)."""
         tasks = list(self._background.values())
-        self._deactivate()
+        self.deactivate()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
