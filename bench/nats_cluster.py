@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from bench.procs import die_with_parent, free_ports
+from bench.procs import die_with_parent
+from testkit.ports import free_ports
 
 SETUP_SCRIPT = Path(__file__).resolve().parent / "setup.sh"
 INSTALL_HINT = "apt-get install -y nats-server   (or: bash bench/setup.sh)"

@@ -1,4 +1,4 @@
-"""Process and port helpers shared by the benchmarks that start servers.
+"""Process helpers shared by the benchmarks that start servers (free ports: ``testkit.ports``).
 
 Every benchmark kills what it started in a ``finally``. ``die_with_parent`` covers the one case a
 ``finally`` cannot: the benchmark itself being SIGKILLed (or a CI timeout), which would otherwise
@@ -8,7 +8,6 @@ leave nats-server or pysyncobj nodes running on the shared machine.
 from __future__ import annotations
 
 import shutil
-import socket
 
 _SETPRIV = shutil.which("setpriv")
 
@@ -23,18 +22,3 @@ def die_with_parent(cmd: list[str]) -> list[str]:
     if _SETPRIV is None:
         return cmd
     return [_SETPRIV, "--pdeathsig", "KILL", "--", *cmd]
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports from binding port 0. All n sockets are held open together
-    (so the OS cannot hand out one port twice), then released for the servers to bind."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

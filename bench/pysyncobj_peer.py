@@ -39,8 +39,9 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
-from bench.procs import die_with_parent, free_ports
+from bench.procs import die_with_parent
 from bench.report import Result, latency_ms, print_table, replicate_key
+from testkit.ports import free_ports
 
 PAYLOAD_SIZE = 100
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """tabletlog on the benchmark's workloads: 3 nodes on loopback, RF=3, min ISR 2, fsync always.
 
 The hook ``run(quick)`` that ``bench.run_all`` calls. It starts a real cluster with the test
-harness (``tests.cluster.harness``: ``python -m node`` processes, product default timers),
+harness (``testkit.cluster``: ``python -m node`` processes, product default timers),
 creates one log per workload, and drives the load from separate processes
 (``bench.tabletlog_load``) so that the load generator's CPU is its own. Every acknowledgement is
 ``acks=all``: the batch is fsynced on every in-sync replica before the answer.
@@ -66,7 +66,9 @@ from bench.tabletlog_support import (
     noise_note,
 )
 from node.config import Tuning
-from tests.cluster.harness import Cluster, HttpError
+from testkit.cluster import Cluster
+from testkit.http import HttpError
+from testkit.waiting import wait_until
 
 PARTS = ("produce", "large", "latency", "consume", "replicate", "client", "failover")
 
@@ -165,11 +167,7 @@ class Bench:
         """Create a log, wait until each tablet has a leader and a full ISR, yield the produce
         targets (leader address per tablet), delete the log afterwards (disk space)."""
         self.cluster.create_log(name, tablets=tablets)
-        deadline = time.monotonic() + 30
-        while not self._in_sync(name):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"log {name}: no full ISR within 30 s")
-            time.sleep(0.05)
+        wait_until(lambda: self._in_sync(name), 30, f"log {name}: a full ISR on every tablet")
         leaders = self.cluster.leaders(name)
         if len({leaders[t] for t in range(tablets)}) < min(tablets, 3):
             self.notes.append(f"log {name}: leaders {leaders} not on distinct nodes")

@@ -26,8 +26,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.cluster.harness import Cluster
-from tests.waiting import wait_until
+from testkit.cluster import Cluster
+from testkit.waiting import wait_until
 from wire.batch import build_batch
 
 CONTENT_TYPE = "application/vnd.tabletlog.batches"

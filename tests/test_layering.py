@@ -1,4 +1,6 @@
-"""The import graph points one way: wire ← storage ← replication ← node, and wire ← client.
+"""The import graph points one way: wire ← storage ← replication ← node, and wire ← client;
+bench may import anything but tests, and testkit (the process-cluster toolkit of tests and bench)
+imports nothing of ours and is imported by tests and bench only.
 
 Every module of the checked packages is parsed with ``ast`` (so imports inside functions and
 ``if TYPE_CHECKING:`` blocks count, as does ``importlib.import_module("literal")``); its imports
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What each package may import of ours, besides itself. bench may import anything but tests.
 ALLOWED: dict[str, frozenset[str]] = {
     "wire": frozenset(),
+    "testkit": frozenset(),
     "storage": frozenset({"wire"}),
     "replication": frozenset({"storage", "wire"}),
     "node": frozenset({"replication", "storage", "wire"}),
@@ -29,13 +32,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 FORBIDDEN_FOR_BENCH = frozenset({"tests"})
 CHECKED = (*ALLOWED, "bench")
-
-# (importing package, imported module or package) pairs that break the rules today and are
-# removed by the config/tests refactor (replication's settings dataclasses; bench on a shared
-# toolkit instead of tests/). Empty this set once those land; a stale entry fails the test.
-KNOWN_BACK_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {("bench", "tests")}
-)
 
 # Loaded by `import client, client.cli`, none of these may be.
 SERVER_ONLY = ("pysyncobj", "prometheus_client", "cryptography", "aiohttp.web", "uvloop")
@@ -117,25 +113,16 @@ def _allowed(edge: Edge) -> bool:
     return target in ALLOWED[source]
 
 
-def _known(edge: Edge) -> tuple[str, str] | None:
-    source = edge.packages[0]
-    for known_source, prefix in KNOWN_BACK_EDGES:
-        if source == known_source and (
-            edge.target == prefix or edge.target.startswith(prefix + ".")
-        ):
-            return known_source, prefix
-    return None
-
 
 def render_graph(edges: list[Edge]) -> str:
-    """The package graph, one line per package; back edges marked ``!`` (known ones ``?``)."""
+    """The package graph, one line per package; back edges marked ``!``."""
     lines = []
     for package in CHECKED:
         targets: dict[str, str] = {}
         for edge in edges:
             source, target = edge.packages
             if source == package:
-                mark = "" if _allowed(edge) else ("?" if _known(edge) else "!")
+                mark = "" if _allowed(edge) else "!"
                 targets[target] = max(targets.get(target, ""), mark)
         shown = ", ".join(f"{t}{m}" for t, m in sorted(targets.items())) or "(nothing of ours)"
         lines.append(f"  {package:<12} -> {shown}")
@@ -146,19 +133,12 @@ EDGES = import_edges()
 
 
 def test_imports_point_one_way() -> None:
-    back = [edge for edge in EDGES if not _allowed(edge) and _known(edge) is None]
+    back = [edge for edge in EDGES if not _allowed(edge)]
     listed = "\n".join(f"  {e.source}:{e.line} imports {e.target}" for e in back)
     assert not back, (
         f"back edges in the import graph:\n{listed}\n"
-        f"graph (! back edge, ? known back edge):\n{render_graph(EDGES)}"
+        f"graph (! back edge):\n{render_graph(EDGES)}"
     )
-
-
-def test_known_back_edges_are_still_there() -> None:
-    """A known back edge that is gone must leave KNOWN_BACK_EDGES, so none can come back."""
-    seen = {_known(edge) for edge in EDGES if not _allowed(edge)}
-    stale = KNOWN_BACK_EDGES - seen
-    assert not stale, f"remove {sorted(stale)} from KNOWN_BACK_EDGES\n{render_graph(EDGES)}"
 
 
 def test_the_walk_sees_the_layers() -> None:
@@ -170,6 +150,7 @@ def test_the_walk_sees_the_layers() -> None:
         ("node", "replication"),
         ("node", "storage"),
         ("client", "wire"),
+        ("bench", "testkit"),
     }
     assert expected <= pairs, render_graph(EDGES)
 
@@ -192,3 +173,7 @@ def test_importing_the_client_loads_no_server_module() -> None:
         or any(name == m or name.startswith(m + ".") for m in SERVER_ONLY)
     )
     assert not bad, f"`import client, client.cli` loaded server modules: {bad}"
+
+
+if __name__ == "__main__":  # `python -m tests.test_layering` prints the graph
+    print(render_graph(EDGES))

@@ -13,7 +13,7 @@ buffer, like ``bench/tabletlog_load.py``) and counts the records acknowledged in
 version has is used, so the same script measures an older checkout: run the file with that
 checkout on PYTHONPATH. ``--uvloop`` runs on uvloop (as ``bench/tabletlog_load.py`` does).
 
-``cluster`` starts a 3-node cluster (tests/cluster/harness.py, fsync always, acks=all), then runs
+``cluster`` starts a 3-node cluster (testkit/cluster.py, fsync always, acks=all), then runs
 interleaved rounds of produce and consume for each code root and prints the medians::
 
     git archive <commit> client storage replication | tar -x -C /tmp/base
@@ -239,7 +239,7 @@ def run_op(root: str, *args: str) -> dict[str, Any]:
 
 def cluster_rounds(args: argparse.Namespace) -> None:
     repo = str(Path(__file__).resolve().parents[2])
-    from tests.cluster.harness import Cluster  # noqa: PLC0415 - only this command needs it
+    from testkit.cluster import Cluster  # noqa: PLC0415 - only this command needs it
 
     roots = {"new": repo} | ({"old": args.baseline} if args.baseline else {})
     cluster = Cluster.create(Path(tempfile.mkdtemp(prefix="bench-client-")), 3)

@@ -12,8 +12,8 @@ import pytest
 
 from client.async_client import AsyncClient
 from client.transport import Response
+from testkit.cluster import FAST_TUNING, Cluster
 from tests.client.fakes import Acknowledger, Call, FakeTransport, MetadataAnswers
-from tests.cluster.harness import FAST_TUNING, Cluster
 
 BOOTSTRAP = ["h1:1", "h2:2", "h3:3"]
 __all__ = [
@@ -79,16 +79,8 @@ def skip_unless_server_importable() -> None:
 def running_cluster(base_dir: Path, size: int = 3, **kwargs: Any) -> Iterator[Cluster]:
     """A started, ready cluster; on a start failure, fail with the nodes' log tails."""
     skip_unless_server_importable()
-    cluster = Cluster.create(base_dir, size, **kwargs)
-    try:
-        cluster.start_all()
-        try:
-            cluster.wait_ready(timeout_s=60)
-        except AssertionError as exc:
-            pytest.fail(f"{exc}\n{cluster.logs_tail(30)}")
+    with Cluster.running(base_dir, size, ready_timeout_s=60, **kwargs) as cluster:
         yield cluster
-    finally:
-        cluster.kill_all()
 
 
 @pytest.fixture(scope="module")

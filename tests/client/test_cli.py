@@ -29,10 +29,11 @@ from client.cli.common import (
 )
 from client.cli.consume import format_record, parse_from
 from client.cli.dev import choose_config
-from client.cli.local_cluster import free_ports, generate_config, read_nodes
+from client.cli.local_cluster import generate_config, read_nodes
 from client.cli.logs import settings_from
 from client.cli.produce import split_line
 from client.producer import ProducerStats
+from testkit.ports import free_ports
 from wire.batch import Record
 
 # ---------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from client.cli.common import EXIT_CLUSTER, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
-from client.cli.local_cluster import free_ports
+from testkit.cluster import Cluster
+from testkit.ports import free_ports
 from tests.client.conftest import bootstrap_of
-from tests.cluster.harness import Cluster
 from wire.partitioning import tablet_for_key
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]

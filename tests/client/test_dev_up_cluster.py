@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from client.cli.local_cluster import generate_config, read_nodes
+from testkit.waiting import wait_until
 from tests.client.conftest import FAST_TUNING, skip_unless_server_importable
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -36,14 +37,22 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def _wait_for_line(
     path: Path, needle: str, process: subprocess.Popen[str], timeout_s: float
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """Wait until ``dev up`` printed ``needle``; fail with its output if it exits or times out."""
+
+    def never_printed() -> NoReturn:
+        pytest.fail(f"dev up never printed {needle!r}:\n{path.read_text(errors='replace')}")
+
+    def printed() -> bool:
         if needle in path.read_text(errors="replace"):
-            return
+            return True
         if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    pytest.fail(f"dev up never printed {needle!r}:\n{path.read_text(errors='replace')}")
+            never_printed()
+        return False
+
+    try:
+        wait_until(printed, timeout_s, f"dev up prints {needle!r}", interval_s=0.1)
+    except AssertionError:
+        never_printed()
 
 
 @pytest.mark.parametrize("nodes", [1, 3])

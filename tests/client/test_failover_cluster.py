@@ -18,9 +18,9 @@ import pytest
 from client.accumulator import Delivery
 from client.async_client import AsyncClient
 from client.models import Record
+from testkit.cluster import Cluster
+from testkit.waiting import wait_until
 from tests.client.conftest import bootstrap_of, running_cluster
-from tests.cluster.harness import Cluster
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 

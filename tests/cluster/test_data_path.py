@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from typing import Any
 import pytest
 
 from replication.auth import INTERNAL_TOKEN_HEADER
-from tests.cluster.harness import Cluster, HttpError, http
-from tests.waiting import wait_until
+from testkit.cluster import Cluster
+from testkit.http import HttpError, http
+from testkit.waiting import wait_until
 from wire.batch import build_batch, iter_records
 from wire.partitioning import tablet_for_key
 
@@ -190,13 +190,10 @@ def test_bad_requests_get_clear_4xx(
             body.encode() if isinstance(body, str) else json.dumps(body).encode() if body else None
         )
     )
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(request, timeout=10)
-    reply = json.loads(info.value.read())
-    assert info.value.code == status, reply
+    with pytest.raises(HttpError) as info:
+        http(method, url, raw=data, headers={"Content-Type": "application/json"}, timeout_s=10)
+    reply = info.value.body
+    assert info.value.status == status, reply
     assert reply["error"] == code, reply
     assert reply["message"]
     assert cluster.is_ready("n1"), "the node keeps serving"

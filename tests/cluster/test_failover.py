@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import FAST_TUNING, Cluster, HttpError, wait_for_leader
-from tests.waiting import wait_until
+from testkit.cluster import FAST_TUNING, Cluster, wait_for_leader
+from testkit.http import HttpError
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,8 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-from tests.cluster.harness import Cluster, HttpError
+from testkit.cluster import Cluster
+from testkit.http import HttpError
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())

@@ -17,7 +17,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,15 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.workload import (
-    Ledger,
-    converged,
-    create_log,
-    http_json,
-    ready,
-    tablet_leader,
-    wait_until,
-)
+from testkit.http import call
+from testkit.ports import free_ports
+from testkit.waiting import wait_until
+from tests.deploy.workload import Ledger, converged, create_log, ready, tablet_leader
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]
 
@@ -59,13 +53,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("TABLETLOG_REQUIRE_COMPOSE") == "1":
         pytest.fail(f"{reason} (TABLETLOG_REQUIRE_COMPOSE=1)")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _dotenv_overrides() -> list[str]:
@@ -118,7 +105,7 @@ class ComposeCluster:
         for node in NODES:
             if not self.running(node):
                 self.dump_logs()
-                raise AssertionError(f"the container of {node} exited (its log is printed above)")
+                pytest.fail(f"the container of {node} exited (its log is printed above)")
         return all(ready(u) for u in self.urls.values())
 
     def healthy(self, node: str) -> bool:
@@ -197,7 +184,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster
         pytest.fail(f"{REPO / '.env'} sets {overridden}, which would override the test's own")
 
     log_dir = tmp_path_factory.mktemp("compose")
-    ports = {node: _free_port() for node in NODES}
+    ports = dict(zip(NODES, free_ports(len(NODES)), strict=True))
     env = dict(os.environ)
     env.update(
         {
@@ -223,7 +210,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster
     try:
         c.compose("up", "-d", timeout_s=300)
         wait_until(c.all_ready, 180, "all nodes are ready", interval_s=1.0)
-        wait_until(lambda: all(c.healthy(n) for n in NODES), 60, "all containers are healthy")
+        wait_until(
+            lambda: all(c.healthy(n) for n in NODES),
+            60,
+            "all containers are healthy",
+            interval_s=1.0,
+        )
         print(f"up to ready and healthy: {time.monotonic() - built:.1f} s")
         yield c
     finally:
@@ -232,7 +224,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster
 
 
 def test_cluster_is_formed_of_the_three_services(cluster: ComposeCluster) -> None:
-    status, body = http_json("GET", f"{cluster.url('n1')}/v1/cluster")
+    answer = call("GET", f"{cluster.url('n1')}/v1/cluster")
+    status, body = answer.status, answer.body
     assert status == 200, body
     assert sorted(n["id"] for n in body["nodes"]) == list(NODES)
     assert body["controller"] in NODES
@@ -283,7 +276,12 @@ def test_produce_consume_and_survive_killing_a_tablet_leader(cluster: ComposeClu
     # address: tcp_syn_retries in compose.yaml) for it to rejoin within seconds.
     wait_until(lambda: ready(cluster.url(leader)), 90, f"{leader} is ready again")
     print(f"{leader} restarted, ready after {time.monotonic() - restarted_at:.1f} s")
-    wait_until(lambda: cluster.healthy(leader), 60, f"{leader}'s container is healthy again")
+    wait_until(
+        lambda: cluster.healthy(leader),
+        60,
+        f"{leader}'s container is healthy again",
+        interval_s=1.0,
+    )
     wait_until(
         lambda: converged(cluster.urls, LOG, TABLETS), 120, "all replicas have equal digests"
     )

@@ -23,16 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.workload import (
-    Ledger,
-    converged,
-    create_log,
-    http_json,
-    ready,
-    tablet_leader,
-    wait_until,
-)
-from tests.netns import NetnsLab, netns_available
+from testkit.http import call
+from testkit.netns import NetnsLab, netns_available
+from testkit.waiting import wait_until
+from tests.deploy.workload import Ledger, converged, create_log, ready, tablet_leader
 
 pytestmark = [
     pytest.mark.netns,
@@ -75,7 +69,7 @@ class Machines:
         """Every node answers /readyz 200; fails at once if a node process has exited."""
         for k, proc in self.procs.items():
             if proc.poll() is not None:
-                raise AssertionError(f"n{k} exited with {proc.returncode} (its log is printed)")
+                pytest.fail(f"n{k} exited with {proc.returncode} (its log is printed)")
         return all(ready(u) for u in self.urls.values())
 
     def stop_all(self) -> None:
@@ -138,7 +132,8 @@ def machines(tmp_path: Path) -> Iterator[Machines]:
 
 
 def test_nodes_advertise_their_own_machine_addresses(machines: Machines) -> None:
-    status, body = http_json("GET", f"{machines.url(2)}/v1/cluster")
+    answer = call("GET", f"{machines.url(2)}/v1/cluster")
+    status, body = answer.status, answer.body
     assert status == 200, body
     assert sorted(n["id"] for n in body["nodes"]) == ["n1", "n2", "n3"]
     for entry in body["nodes"]:
@@ -160,7 +155,7 @@ def test_cluster_keeps_serving_with_a_tablet_leader_partitioned(machines: Machin
     majority = [k for k in (1, 2, 3) if k != cut]
     cut_at = time.monotonic()
     machines.lab.partition(cut)
-    assert http_json("GET", f"{machines.url(cut)}/healthz")[0] == 200, "still reachable from here"
+    assert call("GET", f"{machines.url(cut)}/healthz").status == 200, "still reachable from here"
 
     def moved() -> tuple[str, int] | None:
         found = tablet_leader(machines.url(majority[0]), LOG, 0)

@@ -1,4 +1,4 @@
-"""Self-test of tests/netns.py: addresses, reachability, partition/heal, cleanup, stale sweep.
+"""Self-test of testkit/netns.py: addresses, reachability, partition/heal, cleanup, stale sweep.
 
 Each machine runs a tiny TCP echo server; "reachable" means a TCP round trip succeeded.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import netns
-from tests.netns import NetnsLab, netns_available
+from testkit import netns
+from testkit.netns import NetnsLab, netns_available
 
 pytestmark = [
     pytest.mark.netns,
@@ -168,7 +168,7 @@ def test_a_new_lab_sweeps_the_leftovers_of_a_killed_run() -> None:
     script = textwrap.dedent(
         """
         import sys, time
-        from tests.netns import NetnsLab
+        from testkit.netns import NetnsLab
         lab = NetnsLab(2).create()
         lab.partition(1, from_root=True)
         print(lab.run_id, lab.address(1), flush=True)

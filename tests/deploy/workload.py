@@ -1,71 +1,38 @@
 """What the deployment end-to-end tests do to a running cluster, over its public HTTP API only.
 
-Standard library only (urllib), so it talks to containers through published ports and to nodes in
-network namespaces alike. Every wait is bounded; failures say what was waited for.
+HTTP through :func:`testkit.http.call` (standard library only, never raising for network
+trouble), so it talks to containers through published ports and to nodes in network namespaces
+alike. Every wait is a :func:`testkit.waiting.wait_until`, bounded; failures say what was waited
+for, and an answer that can never turn good fails at once (``pytest.fail``).
 """
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+import pytest
+
+from testkit.http import Answer, call
+from testkit.waiting import wait_until
+
 # 421 not_leader: leadership is moving (the answer names no leader yet); retry elsewhere or later.
 RETRIABLE_STATUSES = {0, 421, 502, 503, 504}
-
-
-def http_json(
-    method: str, url: str, body: object | None = None, timeout_s: float = 10.0
-) -> tuple[int, Any]:
-    """(status, decoded JSON body or None). Status 0 means no HTTP answer (refused, timed out)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status, _decode(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _decode(exc.read())
-    except (urllib.error.URLError, OSError):
-        return 0, None
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return raw.decode(errors="replace")
-
-
-def wait_until(
-    probe: Callable[[], T | None], timeout_s: float, message: str, interval_s: float = 0.25
-) -> T:
-    """Call ``probe`` until it returns something other than None/False; fail after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while True:
-        last = probe()
-        if last is not None and last is not False:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting until {message}")
-        time.sleep(interval_s)
+#: Pause between two attempts of a retried request (each unknown attempt allows one more copy
+#: of its values in ``Ledger.verify``, so retries are not hurried).
+RETRY_INTERVAL_S = 0.25
 
 
 def ready(base_url: str) -> bool:
-    return http_json("GET", f"{base_url}/readyz", timeout_s=2.0)[0] == 200
+    return call("GET", f"{base_url}/readyz", timeout_s=2.0).status == 200
 
 
 def describe(base_url: str, log: str) -> dict[str, Any] | None:
-    status, body = http_json("GET", f"{base_url}/v1/logs/{log}", timeout_s=3.0)
-    return body if status == 200 and isinstance(body, dict) else None
+    answer = call("GET", f"{base_url}/v1/logs/{log}", timeout_s=3.0)
+    return answer.body if answer.status == 200 and isinstance(answer.body, dict) else None
 
 
 def tablet_leader(base_url: str, log: str, tablet: int) -> tuple[str, int] | None:
@@ -81,24 +48,25 @@ def tablet_leader(base_url: str, log: str, tablet: int) -> tuple[str, int] | Non
 
 def create_log(base_url: str, name: str, tablets: int = 3) -> dict[str, Any]:
     body = {"name": name, "tablets": tablets, "replication_factor": 3, "min_insync_replicas": 2}
-    status, answer = wait_until(
-        lambda: _accept(http_json("POST", f"{base_url}/v1/logs", body), {201}),
+    answer = wait_until(
+        lambda: _accept(call("POST", f"{base_url}/v1/logs", body), {201}),
         timeout_s=30,
         message=f"log {name!r} is created through {base_url}",
+        interval_s=RETRY_INTERVAL_S,
     )
-    assert status == 201, answer
-    assert isinstance(answer, dict)
-    return answer
+    assert answer.status == 201, answer.body
+    assert isinstance(answer.body, dict)
+    return answer.body
 
 
-def _accept(result: tuple[int, Any], ok: set[int]) -> tuple[int, Any] | None:
-    """The result when its status is in ``ok``; None (retry) on a retriable one; else fail."""
-    status, body = result
-    if status in ok:
-        return result
-    if status in RETRIABLE_STATUSES:
+def _accept(answer: Answer, ok: set[int]) -> Answer | None:
+    """The answer when its status is in ``ok``; None (retry) on a retriable one; else fail at
+    once (``pytest.fail`` ends the wait: a wrong answer does not turn good)."""
+    if answer.status in ok:
+        return answer
+    if answer.status in RETRIABLE_STATUSES:
         return None
-    raise AssertionError(f"unexpected answer {status}: {body}")
+    pytest.fail(f"unexpected answer {answer.status}: {answer.body}")
 
 
 @dataclass
@@ -120,18 +88,18 @@ class Ledger:
         request = {"records": [{"key": v, "value": v} for v in batch], "acks": "all"}
         url = f"{base_url}/v1/logs/{log}/records"
 
-        last: list[tuple[int, Any]] = []
+        last: list[Answer] = []
 
-        def attempt() -> tuple[int, Any] | None:
-            result = http_json("POST", url, request, timeout_s=10.0)
+        def attempt() -> Answer | None:
+            result = call("POST", url, request, timeout_s=10.0)
             last[:] = [result]
-            if result[0] != 200:
+            if result.status != 200:
                 self.unknown_attempts.update(batch)
             return _accept(result, {200})
 
         message = f"{len(batch)} records are acknowledged by {url}"
         try:
-            _, answer = wait_until(attempt, timeout_s, message)
+            answer = wait_until(attempt, timeout_s, message, interval_s=RETRY_INTERVAL_S).body
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last answer: {last[0] if last else None}") from None
         offsets = answer["offsets"]
@@ -173,7 +141,8 @@ def read_tablet(
     deadline = time.monotonic() + timeout_s
     while True:
         url = f"{base_url}/v1/logs/{log}/tablets/{tablet}/records?offset={offset}&max_records=1000"
-        status, body = http_json("GET", url)
+        reply = call("GET", url)
+        status, body = reply.status, reply.body
         if status in RETRIABLE_STATUSES:
             assert time.monotonic() < deadline, f"tablet {tablet} unreadable: {status} {body}"
             time.sleep(0.25)
@@ -189,10 +158,9 @@ def replica_digests(urls: dict[str, str], log: str, tablet: int) -> dict[str, st
     """Each node's own digest of its replica of the tablet, asked of that node; None on failure."""
     digests: dict[str, str] = {}
     for node, base_url in urls.items():
-        status, body = http_json(
-            "GET", f"{base_url}/v1/logs/{log}/tablets/{tablet}/replicas/{node}"
-        )
-        if status != 200 or not isinstance(body, dict):
+        answer = call("GET", f"{base_url}/v1/logs/{log}/tablets/{tablet}/replicas/{node}")
+        body = answer.body
+        if answer.status != 200 or not isinstance(body, dict):
             return None
         digests[node] = f"{body['high_watermark']}:{body['digest']}"
     return digests

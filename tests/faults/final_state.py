@@ -12,8 +12,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from testkit.http import call
+from tests.faults.answers import error_code, record_value
 from tests.faults.history import FinalRecord, ReplicaState
-from tests.faults.workload_http import call, error_code, record_value
 
 
 @dataclass

@@ -32,7 +32,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tests.cluster.harness import Cluster, HttpError
+from testkit.cluster import Cluster
+from testkit.http import HttpError
+from testkit.waiting import wait_until
 from tests.faults.history import Fault
 from tests.faults.nemesis_context import (
     NemesisContext,
@@ -43,7 +45,6 @@ from tests.faults.nemesis_context import (
     tablets_view,
 )
 from tests.faults.stability import dump_fetcher_tasks, wait_stable
-from tests.waiting import wait_until
 
 __all__ = [
     "ALL_NEMESES",

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.harness import Cluster, HttpError
+from testkit.cluster import Cluster
+from testkit.http import HttpError
 from tests.faults.workload import RunClock, Workload
 
 

@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.cluster.harness import Cluster, HttpError
+from testkit.cluster import Cluster
+from testkit.http import HttpError
+from testkit.netns import NetnsLab
+from testkit.waiting import wait_until
 from tests.faults.checker import History, Report, check
 from tests.faults.nemesis import (
     Nemesis,
@@ -42,8 +45,6 @@ from tests.faults.workload import (
     final_read,
     replica_states,
 )
-from tests.netns import NetnsLab
-from tests.waiting import wait_until
 
 SEED_ENV = "TABLETLOG_FAULT_SEED"
 
@@ -60,17 +61,17 @@ def fault_cluster(base_dir: Path, *, netns: bool = False, size: int = 3) -> Iter
     lab_cm: contextlib.AbstractContextManager[NetnsLab | None] = (
         NetnsLab(size) if netns else contextlib.nullcontext()
     )
-    with lab_cm as lab:
-        cluster = Cluster.create(base_dir, size, lab=lab)
-        cluster.node_command = ("-m", "tests.faults.node_debug")  # SIGUSR1: dump asyncio tasks
-        try:
-            cluster.start_all()
-            cluster.wait_ready(timeout_s=60)
-            yield cluster
-        finally:
-            with contextlib.suppress(Exception):
-                cluster.heal()
-            cluster.kill_all()
+    with (
+        lab_cm as lab,
+        Cluster.running(
+            base_dir,
+            size,
+            ready_timeout_s=60,
+            lab=lab,
+            node_command=("-m", "tests.faults.node_debug"),  # SIGUSR1: dump asyncio tasks
+        ) as cluster,
+    ):
+        yield cluster
 
 
 @dataclass

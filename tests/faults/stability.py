@@ -15,7 +15,9 @@ import signal
 import time
 
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
-from tests.cluster.harness import SECRET, Cluster, HttpError, http
+from testkit.cluster import SECRET, Cluster
+from testkit.http import HttpError, http
+from testkit.waiting import wait_until
 from tests.faults.final_state import replica_states
 from tests.faults.nemesis_context import (
     NemesisContext,
@@ -26,7 +28,6 @@ from tests.faults.nemesis_context import (
     tablets_view,
 )
 from tests.faults.node_debug import MARKER
-from tests.waiting import wait_until
 
 
 def check_no_crash(cluster: Cluster) -> None:

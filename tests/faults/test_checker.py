@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from node.consume import replica_digest
 from storage.config import LogConfig
 from storage.log import TabletLog
+from testkit.http import Answer
+from tests.faults.answers import classify
 from tests.faults.checker import (
     Attempt,
     Fault,
@@ -23,7 +25,6 @@ from tests.faults.checker import (
     digest_of,
     recoveries,
 )
-from tests.faults.workload import Answer, classify
 from wire.batch import build_batch, iter_records
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import Cluster
+from testkit.cluster import Cluster
+from testkit.netns import netns_available
 from tests.faults.nemesis import (
     CorruptFollower,
     KillAll,
@@ -26,7 +27,6 @@ from tests.faults.nemesis import (
     RestartLeader,
 )
 from tests.faults.runner import Outcome, RunConfig, fault_cluster, run
-from tests.netns import netns_available
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import Cluster
+from testkit.cluster import Cluster
+from testkit.waiting import wait_until
 from tests.faults.checker import Fault
 from tests.faults.nemesis import (
     Nemesis,
@@ -25,7 +26,6 @@ from tests.faults.nemesis import (
 )
 from tests.faults.runner import RunConfig, create_log, fault_cluster, run
 from tests.faults.workload import RunClock, Workload, WorkloadConfig, final_read, replica_states
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from testkit.netns import netns_available
 from tests.faults.nemesis import ALL_NEMESES, by_name
 from tests.faults.runner import RunConfig, fault_cluster, run
 from tests.faults.test_nemeses import verdict
-from tests.netns import netns_available
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(4 * 3600)]
 

@@ -22,7 +22,7 @@ many requests it took), ``info`` if the run ended while it was still unknown.
 Readers (threads, one per tablet) long-poll the JSON consume endpoint from their next offset,
 through a random node, and record every answer with the time it was seen.
 
-Standard library HTTP only (urllib, through :mod:`tests.faults.workload_http`): nothing here
+Standard library HTTP only (urllib, through :func:`testkit.http.call`): nothing here
 depends on the product's client. What is read back after the run (the final read, each
 replica's view) is in :mod:`tests.faults.final_state`.
 """
@@ -37,26 +37,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from testkit.http import call
+from testkit.waiting import wait_until
+from tests.faults.answers import BATCHES_CONTENT_TYPE, classify, error_code, record_value
 from tests.faults.final_state import final_read, replica_states
 from tests.faults.history import Attempt, Outcome, Read
-from tests.faults.workload_http import (
-    Answer,
-    call,
-    classify,
-    error_code,
-    post_bytes,
-    record_value,
-)
-from tests.waiting import wait_until
 from wire.batch import build_batch
 from wire.partitioning import tablet_for_key
 
 __all__ = [
-    "Answer",
     "RunClock",
     "Workload",
     "WorkloadConfig",
-    "classify",
     "final_read",
     "keys_for",
     "replica_states",
@@ -276,7 +268,13 @@ class Workload:
                     f"?acks=all&timeout_ms={cfg.server_timeout_ms}"
                 )
                 sends += 1
-                answer = post_bytes(url, batch, cfg.client_timeout_s)
+                answer = call(
+                    "POST",
+                    url,
+                    raw=batch,
+                    headers={"Content-Type": BATCHES_CONTENT_TYPE},
+                    timeout_s=cfg.client_timeout_s,
+                )
                 if answer.status == 200:
                     base = int(answer.body["base_offset"])
                     acked = tuple((tablet, base + i) for i in range(len(values)))

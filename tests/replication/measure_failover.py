@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
-from tests.cluster.harness import SECRET, Cluster, http
-from tests.waiting import wait_until
+from testkit.cluster import SECRET, Cluster
+from testkit.http import http
+from testkit.waiting import wait_until
 
 
 def one_try(c: Cluster, first: str) -> float:

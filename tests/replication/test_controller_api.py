@@ -4,7 +4,6 @@ error mapping (NotController hint, CAS failures) and the happy paths."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from replication.errors import (
 )
 from replication.log_settings import LogSettings
 from replication.metadata import MetadataStore
+from testkit.ports import free_port
 from tests.replication.test_controller import TUNING, FakeClock, FakeHttp
 from tests.replication.test_metadata_store import SECRET, FakeRaft, config, fake_store
 
@@ -163,9 +163,7 @@ async def test_create_alter_and_delete_through_http(api: Api) -> None:
 
 
 async def test_unreachable_controller_is_one_clear_error(api: Api) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = f"127.0.0.1:{s.getsockname()[1]}"
+    free = f"127.0.0.1:{free_port()}"
     with pytest.raises(PeerUnreachable) as info:
         await api.client.heartbeat(free, "n2", 1, "x:1")
     assert info.value.refused

@@ -14,7 +14,7 @@ from replication.protocol import Ack, FetchRequest, TabletFetchResult
 from storage.config import LogConfig
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
-from tests.waiting import wait_until
+from testkit.waiting import wait_until
 from wire.batch import build_batch, iter_records
 
 TABLET = TabletId("log", 0)

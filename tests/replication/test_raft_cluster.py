@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,9 @@ import pytest
 import yaml
 
 from replication.auth import INTERNAL_TOKEN_HEADER, internal_token
-from tests.waiting import wait_until
+from testkit.http import HttpError, http
+from testkit.ports import free_ports
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -29,21 +28,16 @@ SECRET = "raft-test-secret"
 TUNING = {"heartbeat_interval_ms": 200, "session_timeout_ms": 2000}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class MetaCluster:
     """N metadata nodes as subprocesses; verbs: start, kill, restart; HTTP helpers."""
 
     def __init__(self, root: Path, size: int = 3, compaction_entries: int = 5000) -> None:
         self.root = root
         self.ids = [f"n{i}" for i in range(1, size + 1)]
+        ports = free_ports(2 * size)
         self.nodes: dict[str, dict[str, Any]] = {
-            n: {"id": n, "host": "127.0.0.1", "api_port": free_port(), "raft_port": free_port()}
-            for n in self.ids
+            n: {"id": n, "host": "127.0.0.1", "api_port": api, "raft_port": raft}
+            for n, api, raft in zip(self.ids, ports[::2], ports[1::2], strict=True)
         }
         self.compaction_entries = compaction_entries
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -100,20 +94,18 @@ class MetaCluster:
         return f"http://127.0.0.1:{self.nodes[node]['api_port']}{path}"
 
     def call(self, node: str, path: str, body: Any = None, timeout_s: float = 5) -> Any:
-        request = urllib.request.Request(
-            self.url(node, path),
-            data=None if body is None else json.dumps(body).encode(),
-            headers={
-                INTERNAL_TOKEN_HEADER: internal_token(self.secrets[node]),
-                "Content-Type": "application/json",
-            },
-            method="GET" if body is None else "POST",
-        )
+        """GET (no body) or POST ``path`` with the internal token; an error answer comes back as
+        its JSON body plus ``http_status``. Raises OSError when the node does not answer."""
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return {"http_status": exc.code, **json.loads(exc.read() or b"{}")}
+            return http(
+                "GET" if body is None else "POST",
+                self.url(node, path),
+                body,
+                timeout_s=timeout_s,
+                headers={INTERNAL_TOKEN_HEADER: internal_token(self.secrets[node])},
+            )
+        except HttpError as exc:
+            return {"http_status": exc.status, **(exc.body if isinstance(exc.body, dict) else {})}
 
     def state(self, node: str) -> dict[str, Any]:
         return dict(self.call(node, "/debug/state"))

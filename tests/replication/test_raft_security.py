@@ -16,8 +16,9 @@ import pytest
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.encryptor import getEncryptor
 
-from tests.replication.test_raft_cluster import MetaCluster, free_port, wait_for_controller
-from tests.waiting import wait_until
+from testkit.ports import free_port
+from testkit.waiting import wait_until
+from tests.replication.test_raft_cluster import MetaCluster, wait_for_controller
 
 pytestmark = pytest.mark.cluster
 

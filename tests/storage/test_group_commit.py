@@ -17,6 +17,7 @@ from storage import flush
 from storage.errors import FlushFailed, LogClosed, LogTruncated, StorageError
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
+from testkit.waiting import wait_until_async
 from tests.storage.conftest import make_batch
 
 OpenLog = Callable[..., TabletLog]
@@ -52,13 +53,6 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[SyncGate]:
     g.release()
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 5) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.001)
-
-
 async def test_concurrent_appends_share_fsyncs(open_log: OpenLog, gate: SyncGate) -> None:
     log = open_log(fsync="always", segment_bytes=1 << 20)
     committer = GroupCommitter(log, inline_flush_bytes=0)
@@ -75,7 +69,7 @@ async def test_concurrent_appends_share_fsyncs(open_log: OpenLog, gate: SyncGate
     # The first append's flush is now running (held in fsync): the others arrive meanwhile.
     await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 5)
     others = [asyncio.ensure_future(append(i)) for i in range(1, appenders)]
-    await wait_until(lambda: log.end_offset == 2 * appenders, "all appends")
+    await wait_until_async(lambda: log.end_offset == 2 * appenders, 5, "all appends")
     assert acked == []  # nobody is acknowledged while the covering fsync is held
     gate.release()
     await asyncio.gather(first, *others)
@@ -127,7 +121,7 @@ async def test_callback_form(open_log: OpenLog, gate: SyncGate) -> None:
     committer.on_durable(end, outcomes.append)
     assert outcomes == []
     gate.release()
-    await wait_until(lambda: bool(outcomes), "the callback")
+    await wait_until_async(lambda: bool(outcomes), 5, "the callback")
     assert outcomes == [None]
     await committer.close()
 
@@ -138,7 +132,7 @@ async def test_interval_policy_returns_at_once_and_flushes_soon(open_log: OpenLo
     end = log.append_as_leader(make_batch(), 0).end_offset
     await committer.wait_durable(end)
     assert log.flushed_offset == 0  # returned before any fsync
-    await wait_until(lambda: log.flushed_offset == end, "the scheduled flush")
+    await wait_until_async(lambda: log.flushed_offset == end, 5, "the scheduled flush")
     assert committer.flushes == 1
     await committer.close()
 
@@ -235,7 +229,7 @@ async def test_eager_waits_flush_small_appends_before_returning(open_log: OpenLo
     big = log.append_as_leader(make_batch(100, value_size=1000), 0)  # over the inline limit
     committer.on_durable(big.end_offset, seen.append, eager=True)
     assert seen == [None]  # left to the executor, as without eager
-    await wait_until(lambda: len(seen) == 2, "the large flush")
+    await wait_until_async(lambda: len(seen) == 2, 5, "the large flush")
     assert seen == [None, None] and log.flushed_offset == big.end_offset
     await committer.close()
 

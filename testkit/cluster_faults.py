@@ -1,9 +1,9 @@
-"""The fault verbs of the test cluster, mixed into :class:`tests.cluster.harness.Cluster`.
+"""The fault verbs of the test cluster, mixed into :class:`testkit.cluster.Cluster`.
 
 ``pause``/``resume`` (SIGSTOP/SIGCONT one node), ``crash_all`` (SIGKILL every node at once),
 ``stop_all`` (SIGTERM every node at once), ``corrupt`` (run a corruptor on a stopped node's
 tablet directory), ``partition``/``heal`` (for a cluster created with a
-:class:`tests.netns.NetnsLab`: each node in its own network namespace), and ``crashed_nodes``
+:class:`testkit.netns.NetnsLab`: each node in its own network namespace), and ``crashed_nodes``
 (nodes that exited without the test asking them to). Every fault injected is appended to
 ``faults``. Used by the fault-injection suite (``tests/faults``).
 """
@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cluster.node_process import NodeProcess
-from tests.netns import NetnsLab
+from testkit.netns import NetnsLab
+from testkit.node_process import NodeProcess
 
 
 class ClusterFaults:

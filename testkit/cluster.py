@@ -1,16 +1,20 @@
-"""A real tabletlog cluster for tests: N ``python -m node`` processes on loopback.
+"""A real tabletlog cluster: N ``python -m node`` processes on loopback, for tests and benchmarks.
 
-Ports come from binding port 0; every node gets its own data directory and log file. Verbs in
-the style of etcd's test network: ``kill`` (SIGKILL), ``pause``/``resume`` (SIGSTOP/SIGCONT),
-``stop`` (SIGTERM), ``start``, ``restart``; ``leader_of``, ``controller``; HTTP helpers. Every
-process is killed on exit. Not thread-safe: drive it from the test's thread.
+Ports come from :func:`testkit.ports.free_ports`; every node gets its own data directory and log
+file. Verbs in the style of etcd's test network: ``kill`` (SIGKILL), ``stop`` (SIGTERM),
+``start``, ``restart``; ``leader_of``, ``controller``; HTTP helpers over :func:`testkit.http.http`.
+Every process is killed on exit. Not thread-safe: drive it from one thread.
 
 Fault verbs used by the fault-injection suite (``tests/faults``), in
-:mod:`tests.cluster.harness_faults`: ``crash_all`` (SIGKILL every node at once), ``stop_all``
-(SIGTERM every node at once), ``corrupt`` (run a corruptor on a stopped node's tablet
-directory), and — for a cluster created with a :class:`tests.netns.NetnsLab`
-(``Cluster.create(..., lab=lab)``: each node in its own network namespace) — ``partition``/
-``heal``. ``crashed_nodes`` names nodes that exited without the test asking them to.
+:mod:`testkit.cluster_faults`: ``pause``/``resume`` (SIGSTOP/SIGCONT), ``crash_all`` (SIGKILL
+every node at once), ``stop_all`` (SIGTERM every node at once), ``corrupt`` (run a corruptor on a
+stopped node's tablet directory), and — for a cluster created with a
+:class:`testkit.netns.NetnsLab` (``Cluster.create(..., lab=lab)``: each node in its own network
+namespace) — ``partition``/``heal``. ``crashed_nodes`` names nodes that exited without the
+caller asking them to.
+
+Offsets in the answers are the API's: ``offset`` of a record, ``next_offset`` (one past the last
+record returned) and ``high_watermark`` (one past the last committed record).
 """
 
 from __future__ import annotations
@@ -27,24 +31,16 @@ from typing import Any
 
 import yaml
 
-from tests.cluster.harness_faults import ClusterFaults
-from tests.cluster.httpclient import HttpError, free_ports, http
-from tests.cluster.node_process import NodeProcess
-from tests.netns import NetnsLab
-from tests.waiting import wait_until
+from testkit.cluster_faults import ClusterFaults
+from testkit.http import HttpError, http
+from testkit.netns import NetnsLab
+from testkit.node_process import NodeProcess
+from testkit.ports import free_ports
+from testkit.waiting import wait_until
 
-__all__ = [
-    "FAST_TUNING",
-    "SECRET",
-    "Cluster",
-    "HttpError",
-    "NodeProcess",
-    "free_ports",
-    "http",
-    "wait_for_leader",
-]
+__all__ = ["FAST_TUNING", "SECRET", "Cluster", "wait_for_leader"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET = "test-cluster-secret"
 
 #: Timers that fail over quickly on loopback while staying robust on a loaded 2-core machine.
@@ -75,13 +71,26 @@ class Cluster(ClusterFaults):
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, base_dir: Path, size: int = 3, **kwargs: Any) -> Iterator[Cluster]:
+    def running(
+        cls, base_dir: Path, size: int = 3, *, ready_timeout_s: float = 30, **kwargs: Any
+    ) -> Iterator[Cluster]:
+        """A started, ready cluster (``create``'s keywords); every node is killed on exit.
+
+        When the nodes are not ready within ``ready_timeout_s``, AssertionError says which and
+        quotes the tails of their logs.
+        """
         cluster = cls.create(base_dir, size, **kwargs)
         try:
             cluster.start_all()
-            cluster.wait_ready()
+            try:
+                cluster.wait_ready(timeout_s=ready_timeout_s)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{cluster.logs_tail(30)}") from None
             yield cluster
         finally:
+            if cluster.lab is not None:
+                with contextlib.suppress(Exception):
+                    cluster.heal()
             cluster.kill_all()
 
     @classmethod
@@ -95,11 +104,13 @@ class Cluster(ClusterFaults):
         hosts: Sequence[str] | None = None,
         spawn_prefix: Callable[[str], Sequence[str]] | None = None,
         lab: NetnsLab | None = None,
+        node_command: Sequence[str] = ("-m", "node"),
     ) -> Cluster:
         """Write the config (free ports, one data dir per node) without starting anything.
 
         With ``lab`` (a created NetnsLab of at least ``size`` machines), node ``n<k>`` runs in
         machine k's namespace at its address (``hosts`` and ``spawn_prefix`` are derived).
+        ``node_command`` is what runs a node after the Python executable (see the field).
         """
         if lab is not None:
             hosts = [lab.address(k) for k in range(1, size + 1)]
@@ -136,7 +147,14 @@ class Cluster(ClusterFaults):
         base_dir.mkdir(parents=True, exist_ok=True)
         config_path = base_dir / "cluster.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        return cls(base_dir, nodes, config_path, spawn_prefix or _no_prefix, lab=lab)
+        return cls(
+            base_dir,
+            nodes,
+            config_path,
+            spawn_prefix or _no_prefix,
+            lab=lab,
+            node_command=tuple(node_command),
+        )
 
     def start(self, node_id: str) -> None:
         node = self.nodes[node_id]

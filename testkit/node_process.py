@@ -1,4 +1,5 @@
-"""One node process of the test cluster: its id, addresses, data directory, log file, process."""
+"""One node process of a :class:`testkit.cluster.Cluster`: id, addresses, data directory, log
+file and process handle. Not thread-safe (owned by its cluster)."""
 
 from __future__ import annotations
 
