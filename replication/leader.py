@@ -243,7 +243,7 @@ class TabletLeader:
             self.node_id,
             acknowledgeable_offset(log.config.fsync, log.flushed_offset, log.end_offset),
             self.hw_isr(),
-            {r: p.durable_offset for r, p in self.followers.items()},
+            self.followers,
         )
         if position > log.high_watermark:
             log.set_high_watermark(position)

@@ -76,7 +76,7 @@ class ReplicaHealth:
             tablet in self._tainted,
             self._handed_off.get(tablet),
             info.leader_epoch,
-            successor,
+            has_successor=successor is not None,
             can_hand_off=self._hand_off is not None,
         )
         if decision is Leadership.LEAD:

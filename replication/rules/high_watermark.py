@@ -11,8 +11,19 @@ Pure functions; thread-safe.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from storage.config import FsyncPolicy
+
+
+class Acknowledged(Protocol):
+    """What the leader knows of a follower's position (``leader.FollowerProgress``)."""
+
+    @property
+    def durable_offset(self) -> int | None:
+        """What the follower acknowledged at this leader's epoch; None before its first fetch
+        at this epoch."""
+        ...
 
 
 def acknowledgeable_offset(fsync: FsyncPolicy, flushed_offset: int, end_offset: int) -> int:
@@ -29,23 +40,24 @@ def leader_high_watermark(
     leader: str,
     leader_position: int,
     hw_isr: Iterable[str],
-    follower_positions: Mapping[str, int | None],
+    followers: Mapping[str, Acknowledged],
 ) -> int:
     """The leader's high watermark: the minimum position over ``hw_isr``, never below
     ``current``.
 
     ``hw_isr`` is the set that bounds it — the applied ISR plus the additions the leader has
     requested (a superset can only hold the high watermark back, never advance it wrongly).
-    ``leader_position`` is the leader's :func:`acknowledgeable_offset`; ``follower_positions``
-    maps each follower to what it acknowledged at this leader's epoch, None until its first
-    fetch at this epoch. A member with no position yet (or unknown to the leader) keeps the
-    high watermark where it is: progress from older epochs proves nothing.
+    ``leader_position`` is the leader's :func:`acknowledgeable_offset`; ``followers`` are the
+    leader's records of its followers (passed as they are, not copied: this runs at every
+    acknowledgement). A member with no position yet (or unknown to the leader) keeps the high
+    watermark where it is: progress from older epochs proves nothing.
     """
     position = leader_position
     for replica in hw_isr:
         if replica == leader:
             continue
-        durable = follower_positions.get(replica)
+        follower = followers.get(replica)
+        durable = None if follower is None else follower.durable_offset
         if durable is None:
             return current
         position = min(position, durable)

@@ -84,19 +84,20 @@ def leadership(
     tainted: bool,
     handled_epoch: int | None,
     leader_epoch: int,
-    successor: str | None,
+    has_successor: bool,
     can_hand_off: bool,
 ) -> Leadership:
     """The taint rule for a replica elected at ``leader_epoch``.
 
     ``handled_epoch`` is the epoch at which this replica last asked for a hand-off or gave up
-    (None: never), so it asks once per epoch; ``can_hand_off`` says whether it has a way to
-    ask the controller.
+    (None: never), so it asks once per epoch; ``has_successor`` says whether a live in-sync
+    replica can take over (:func:`successor`), ``can_hand_off`` whether it has a way to ask the
+    controller.
     """
     if not tainted:
         return Leadership.LEAD
     if handled_epoch == leader_epoch:
         return Leadership.ALREADY_ASKED
-    if successor is None or not can_hand_off:
+    if not has_successor or not can_hand_off:
         return Leadership.UNAVAILABLE
     return Leadership.HAND_OFF

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from replication.rules.high_watermark import (
@@ -10,6 +12,11 @@ from replication.rules.high_watermark import (
     leader_high_watermark,
 )
 from storage.config import FsyncPolicy
+
+
+@dataclass(frozen=True)
+class Acked:
+    durable_offset: int | None
 
 
 @pytest.mark.parametrize(
@@ -55,7 +62,8 @@ def test_leader_high_watermark(
     followers: dict[str, int | None],
     expected: int,
 ) -> None:
-    assert leader_high_watermark(current, "a", position, sorted(hw_isr), followers) == expected
+    acked = {r: Acked(d) for r, d in followers.items()}
+    assert leader_high_watermark(current, "a", position, sorted(hw_isr), acked) == expected
 
 
 @pytest.mark.parametrize(

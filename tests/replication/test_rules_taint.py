@@ -89,27 +89,27 @@ def test_may_repair(leader: str | None, isr: tuple[str, ...], alive: str, expect
 
 
 @pytest.mark.parametrize(
-    ("tainted", "handled", "successor_", "can_hand_off", "expected"),
+    ("tainted", "handled", "has_successor", "can_hand_off", "expected"),
     [
-        pytest.param(False, None, "b", True, Leadership.LEAD, id="whole-leads"),
-        pytest.param(False, 3, None, False, Leadership.LEAD, id="whole-leads-whatever-else"),
-        pytest.param(True, None, "b", True, Leadership.HAND_OFF, id="tainted-hands-off"),
+        pytest.param(False, None, True, True, Leadership.LEAD, id="whole-leads"),
+        pytest.param(False, 3, False, False, Leadership.LEAD, id="whole-leads-whatever-else"),
+        pytest.param(True, None, True, True, Leadership.HAND_OFF, id="tainted-hands-off"),
         pytest.param(
-            True, 2, "b", True, Leadership.HAND_OFF, id="tainted-asks-again-at-a-new-epoch"
+            True, 2, True, True, Leadership.HAND_OFF, id="tainted-asks-again-at-a-new-epoch"
         ),
         pytest.param(
-            True, 3, "b", True, Leadership.ALREADY_ASKED, id="tainted-asks-once-per-epoch"
+            True, 3, True, True, Leadership.ALREADY_ASKED, id="tainted-asks-once-per-epoch"
         ),
-        pytest.param(True, None, None, True, Leadership.UNAVAILABLE, id="tainted-no-successor"),
-        pytest.param(True, None, "b", False, Leadership.UNAVAILABLE, id="tainted-no-one-to-ask"),
-        pytest.param(True, 3, None, True, Leadership.ALREADY_ASKED, id="unavailable-said-once"),
+        pytest.param(True, None, False, True, Leadership.UNAVAILABLE, id="tainted-no-successor"),
+        pytest.param(True, None, True, False, Leadership.UNAVAILABLE, id="tainted-no-one-to-ask"),
+        pytest.param(True, 3, False, True, Leadership.ALREADY_ASKED, id="unavailable-said-once"),
     ],
 )
 def test_leadership(
     tainted: bool,
     handled: int | None,
-    successor_: str | None,
+    has_successor: bool,
     can_hand_off: bool,
     expected: Leadership,
 ) -> None:
-    assert leadership(tainted, handled, 3, successor_, can_hand_off) is expected
+    assert leadership(tainted, handled, 3, has_successor, can_hand_off) is expected
