@@ -2,15 +2,16 @@
 
 For every tablet it follows, the loop first reconciles its log with the leader's (Kafka
 KIP-101/279): it asks the leader for the end offset of its own latest epoch and truncates what
-lies beyond the smaller of the two ends for that epoch. Then, over one replication stream per
-leader node (see replication.protocol), it fetches from its end offset, appends the bytes
-verbatim (CRCs checked by storage) and fetches again. What it appended is fsynced by group
-commit: a small append (up to the committer's inline limit) right away, before the next fetch,
-which then carries the new durable offset (the write waiting at the leader needs exactly that
-fsync: measured ~0.1 ms less per acks=all write); a large one in the executor while the next
-fetch is already out. When a flush completes after the fetch was sent, the new durable offset
-goes in an ``A`` message. The leader counts only acknowledged (durable) offsets. Its high
-watermark is ``min(leader's, own end offset)``.
+lies beyond the smaller of the two ends for that epoch (``replication.rules.divergence``).
+Then, over one replication stream per leader node (see replication.protocol), it fetches from
+its end offset, appends the bytes verbatim (CRCs checked by storage) and fetches again. What it
+appended is fsynced by group commit: a small append (up to the committer's inline limit) right
+away, before the next fetch, which then carries the new durable offset (the write waiting at
+the leader needs exactly that fsync: measured ~0.1 ms less per acks=all write); a large one in
+the executor while the next fetch is already out. When a flush completes after the fetch was
+sent, the new durable offset goes in an ``A`` message. The leader counts only acknowledged
+(durable) offsets. Its high watermark is ``min(leader's, own end offset)``
+(``replication.rules.high_watermark``).
 
 Event-loop thread only.
 """
@@ -36,6 +37,9 @@ from replication.protocol import (
     ProtocolError,
     TabletFetchResult,
 )
+from replication.rules.divergence import divergence_point, epoch_to_reconcile
+from replication.rules.high_watermark import acknowledgeable_offset, follower_high_watermark
+from replication.rules.taint import caught_up_with_leader
 from storage.errors import CorruptBatch, NonContiguousAppend, StorageError, TabletLogError
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
@@ -44,11 +48,10 @@ log = logging.getLogger(__name__)
 
 
 def durable_offset(tablet_log: TabletLog) -> int:
-    """The end of what this replica may acknowledge: fsynced if the log fsyncs always,
-    written otherwise (the log's policy decides what an acknowledgement promises)."""
-    if tablet_log.config.fsync == "always":
-        return tablet_log.flushed_offset
-    return tablet_log.end_offset
+    """The end of what this replica may acknowledge (its log's fsync policy decides)."""
+    return acknowledgeable_offset(
+        tablet_log.config.fsync, tablet_log.flushed_offset, tablet_log.end_offset
+    )
 
 
 BACKOFF_S = 0.05
@@ -282,10 +285,15 @@ class LeaderFetcher:
 
     @staticmethod
     def _advance_high_watermark(followed: FollowedTablet, result: TabletFetchResult) -> None:
-        hw = min(result.high_watermark, followed.log.end_offset)
-        if hw > followed.log.high_watermark:
-            followed.log.set_high_watermark(hw)
-        if followed.on_caught_up is not None and followed.log.end_offset >= result.high_watermark:
+        tablet_log = followed.log
+        hw = follower_high_watermark(
+            tablet_log.high_watermark, result.high_watermark, tablet_log.end_offset
+        )
+        if hw > tablet_log.high_watermark:
+            tablet_log.set_high_watermark(hw)
+        if followed.on_caught_up is not None and caught_up_with_leader(
+            tablet_log.end_offset, result.high_watermark
+        ):
             followed.on_caught_up(followed.tablet)
 
     def _on_error(self, followed: FollowedTablet, result: TabletFetchResult) -> None:
@@ -309,8 +317,10 @@ class LeaderFetcher:
     async def _reconcile(self, followed: FollowedTablet) -> None:
         """Truncate a divergent tail before fetching (KIP-279, exclusive end offsets)."""
         tablet_log = followed.log
-        latest = tablet_log.latest_epoch
-        if latest is None or tablet_log.end_offset == tablet_log.start_offset:
+        latest = epoch_to_reconcile(
+            tablet_log.leader_epochs, tablet_log.start_offset, tablet_log.end_offset
+        )
+        if latest is None:
             followed.needs_truncation = False
             return
         epoch, leader_end = await self._peer.epoch_end(
@@ -323,14 +333,13 @@ class LeaderFetcher:
         )
         if followed.removed:
             return
-        if epoch < 0:
-            # The leader knows no epoch at or before ours: nothing of ours is on its log.
-            target = tablet_log.start_offset
-        elif epoch == latest:
-            target = min(leader_end, tablet_log.end_offset)
-        else:
-            _, own_end = tablet_log.end_offset_for_epoch(epoch)
-            target = min(leader_end, own_end if own_end >= 0 else tablet_log.start_offset)
+        target = divergence_point(
+            tablet_log.leader_epochs,
+            tablet_log.start_offset,
+            tablet_log.end_offset,
+            epoch,
+            leader_end,
+        )
         if target < tablet_log.end_offset:
             log.info(
                 "%s: truncating divergent tail [%d, %d) (leader epoch %d ends at %d)",

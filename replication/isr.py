@@ -5,7 +5,8 @@ caught up within ``replica_lag_max_ms`` is removed, a replica outside the ISR th
 to the high watermark (and past this epoch's start) is added back. Changes go to the controller
 as compare-and-set commands on (leader, epoch, version) and take effect for the high watermark
 only once confirmed — except additions, which count as soon as they are requested, because a
-larger set can only hold the high watermark back, never advance it wrongly.
+larger set can only hold the high watermark back, never advance it wrongly. The decisions are
+``replication.rules.isr``; this module runs them and carries out the changes.
 
 Event-loop thread only. One change in flight per tablet.
 """
@@ -20,6 +21,7 @@ from replication.errors import ReplicationError
 from replication.leader import TabletLeader
 from replication.model import TabletInfo
 from replication.replica_manager import ReplicaManager
+from replication.rules.isr import IsrChange, isr_change
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +60,21 @@ class IsrMaintainer:
         """Request an ISR change for ``leader`` if one is due and none is in flight."""
         if leader.closed or leader.alter_isr_in_flight:
             return
-        lagging = set(leader.lagging_followers(self._lag_max_s))
-        caught_up = set(leader.caught_up_followers())
-        if not lagging and not caught_up:
+        change = isr_change(
+            leader.info.replicas,
+            leader.isr,
+            leader.node_id,
+            leader.lagging_followers(self._lag_max_s),
+            leader.caught_up_followers(),
+        )
+        if change is None:
             return
-        isr = [
-            r
-            for r in leader.info.replicas
-            if (r in leader.isr and r not in lagging) or r in caught_up
-        ]
-        if leader.node_id not in isr:
-            isr.insert(0, leader.node_id)
-        task = asyncio.create_task(self._change(leader, tuple(isr), caught_up, lagging))
+        task = asyncio.create_task(self._change(leader, change))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _change(
-        self, leader: TabletLeader, isr: tuple[str, ...], added: set[str], removed: set[str]
-    ) -> None:
+    async def _change(self, leader: TabletLeader, change: IsrChange) -> None:
+        isr, added = change.isr, change.added
         leader.alter_isr_in_flight = True
         leader.pending_isr_additions |= added
         self.changes_requested += 1
@@ -84,7 +83,7 @@ class IsrMaintainer:
             leader.tablet,
             leader.isr,
             isr,
-            sorted(removed),
+            sorted(change.removed),
             sorted(added),
         )
         confirmed = False

@@ -5,14 +5,17 @@ end offset, so it has every offset below it; the **high watermark is the minimum
 over the in-sync replicas** (the leader counting with its durable end offset), and an
 ``acks=all`` produce is answered once the high watermark reaches the end of its records.
 
-Safety rests on three rules kept here:
+Safety rests on three rules, decided in ``replication.rules`` and fed here:
 
 * the in-sync set used for the high watermark is the one in the applied metadata, *plus*
   followers this leader has asked to add (a superset is always safe); a removal counts only
-  once the controller confirmed it;
+  once the controller confirmed it (``rules.high_watermark``);
 * a follower's progress counts only for fetches at this leader's epoch;
 * the leader's own position is its durable end (``flushed_offset``) when the log fsyncs always,
   so an acknowledged record is on disk on every in-sync replica.
+
+When a follower is caught up or lagging is ``rules.isr``; a follower that lost committed records
+leaves the ISR at once (``rules.taint``).
 
 Not thread-safe: event-loop thread only.
 """
@@ -27,6 +30,9 @@ from dataclasses import dataclass, field
 
 from replication.errors import NotEnoughReplicas, NotLeader, ReplicationTimeout
 from replication.model import TabletId, TabletInfo
+from replication.rules.high_watermark import acknowledgeable_offset, leader_high_watermark
+from replication.rules.isr import lagging_members, last_caught_up_s, rejoining_replicas
+from replication.rules.taint import lost_committed_records
 from storage.errors import StorageError
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
@@ -184,23 +190,22 @@ class TabletLeader:
             return
         now = self._clock()
         leader_end = self.log.end_offset
-        if (
-            progress.fetch_offset is not None
-            and fetch_offset < progress.fetch_offset
-            and fetch_offset < self.log.high_watermark
-        ):
-            # The follower lost committed records (it truncated corrupt data, or restarted
-            # without them): it must leave the ISR now, not after the lag timeout, so that it
-            # cannot be elected before it has them again.
+        if lost_committed_records(progress.fetch_offset, fetch_offset, self.log.high_watermark):
+            # Out of the ISR now, not after the lag timeout, so that it cannot be elected
+            # before it has them again.
             progress.last_caught_up_s = float("-inf")
             progress.leader_end_at_last_fetch = leader_end
             progress.fetch_offset = progress.durable_offset = fetch_offset
             progress.last_fetch_s = now
             return
-        if fetch_offset >= leader_end:
-            progress.last_caught_up_s = now
-        elif fetch_offset >= progress.leader_end_at_last_fetch and progress.last_fetch_s:
-            progress.last_caught_up_s = max(progress.last_caught_up_s, progress.last_fetch_s)
+        progress.last_caught_up_s = last_caught_up_s(
+            progress.last_caught_up_s,
+            now,
+            fetch_offset,
+            leader_end,
+            progress.leader_end_at_last_fetch,
+            progress.last_fetch_s,
+        )
         progress.fetch_offset = fetch_offset
         progress.high_watermark = follower_hw
         progress.last_fetch_s = now
@@ -229,24 +234,19 @@ class TabletLeader:
         if error is None:
             self._advance_high_watermark()
 
-    def _leader_position(self) -> int:
-        if self.log.config.fsync == "always":
-            return self.log.flushed_offset
-        return self.log.end_offset
-
     def _advance_high_watermark(self) -> None:
         if self.closed:
             return
-        position = self._leader_position()
-        for replica in self.hw_isr():
-            if replica == self.node_id:
-                continue
-            progress = self.followers.get(replica)
-            if progress is None or progress.durable_offset is None:
-                return  # no position at this epoch yet: the high watermark cannot move
-            position = min(position, progress.durable_offset)
-        if position > self.log.high_watermark:
-            self.log.set_high_watermark(position)
+        log = self.log
+        position = leader_high_watermark(
+            log.high_watermark,
+            self.node_id,
+            acknowledgeable_offset(log.config.fsync, log.flushed_offset, log.end_offset),
+            self.hw_isr(),
+            self.followers,
+        )
+        if position > log.high_watermark:
+            log.set_high_watermark(position)
             self._release_waiters()
             self._wake(self._hw_waiters)
 
@@ -261,27 +261,20 @@ class TabletLeader:
 
     def lagging_followers(self, lag_max_s: float) -> list[str]:
         """ISR members that have not caught up within ``lag_max_s``: to be removed."""
-        now = self._clock()
-        return [
-            r
-            for r in self.info.isr
-            if r != self.node_id
-            and (p := self.followers.get(r)) is not None
-            and now - p.last_caught_up_s > lag_max_s
-        ]
+        last_caught_up = {r: p.last_caught_up_s for r, p in self.followers.items()}
+        return lagging_members(
+            self.info.isr, self.node_id, last_caught_up, self._clock(), lag_max_s
+        )
 
     def caught_up_followers(self) -> list[str]:
         """Replicas outside the ISR that have caught up to the high watermark: to be added."""
-        hw = self.log.high_watermark
-        return [
-            r
-            for r, p in self.followers.items()
-            if r not in self.info.isr
-            and r not in self.pending_isr_additions
-            and p.durable_offset is not None
-            and p.durable_offset >= hw
-            and p.durable_offset >= self.epoch_start_offset
-        ]
+        return rejoining_replicas(
+            {r: p.durable_offset for r, p in self.followers.items()},
+            self.info.isr,
+            self.pending_isr_additions,
+            self.log.high_watermark,
+            self.epoch_start_offset,
+        )
 
     # ------------------------------------------------------------------ long polls
 

@@ -2,14 +2,17 @@
 
 Heartbeats only touch these timers (they never go through Raft); the controller turns the
 decisions made here (who is expired, who is late and worth a probe, which tablet to hand back
-to its preferred leader) into commands. A new controller calls :meth:`reset` at its claim, so
-every node gets one full session timeout before it can be fenced. Loop thread only.
+to its preferred leader) into commands. The rules themselves are ``replication.rules.liveness``
+and ``replication.placement.preferred_leader_move``; this tracker keeps the times they read.
+A new controller calls :meth:`reset` at its claim, so every node gets one full session timeout
+before it can be fenced. Loop thread only.
 """
 
 from __future__ import annotations
 
 from replication.model import ClusterView, NodeInfo, TabletInfo
 from replication.placement import preferred_leader_move
+from replication.rules.liveness import is_expired, is_probe_due, is_stable, is_stalled
 
 REBALANCE_PACE_S = 1.0
 """At most one preferred-leader move per this many seconds: leadership changes cost clients
@@ -45,7 +48,7 @@ class LivenessTracker:
         """Called every liveness round. If this controller itself was stalled (paused process,
         blocked loop) for longer than a late heartbeat, everyone's silence is its own doing:
         restart every timer rather than fence nodes whose heartbeats are still queued."""
-        stalled = now - self._last_check > 2 * self.late_s
+        stalled = is_stalled(now - self._last_check, self.late_s)
         self._last_check = now
         if stalled:
             self._last_seen = dict.fromkeys(self._last_seen, now)
@@ -68,7 +71,7 @@ class LivenessTracker:
         return [
             n
             for n in view.nodes.values()
-            if n.alive and self.silent_s(n.id, now) > self.session_timeout_s
+            if n.alive and is_expired(self.silent_s(n.id, now), self.session_timeout_s)
         ]
 
     def to_probe(self, view: ClusterView, now: float) -> list[str]:
@@ -77,8 +80,12 @@ class LivenessTracker:
             n.id
             for n in view.nodes.values()
             if n.alive
-            and self.late_s < self.silent_s(n.id, now) <= self.session_timeout_s
-            and now - self._last_probe.get(n.id, float("-inf")) > self.late_s
+            and is_probe_due(
+                self.silent_s(n.id, now),
+                now - self._last_probe.get(n.id, float("-inf")),
+                self.late_s,
+                self.session_timeout_s,
+            )
         ]
         for node in due:
             self.probed(node, now)
@@ -99,11 +106,9 @@ class LivenessTracker:
         stable_s = self.rebalance_after_s
 
         def eligible(node: str) -> bool:
-            return (
-                node in self._alive_since
-                and now - self._alive_since[node] >= stable_s
-                and self.silent_s(node, now) <= self.late_s
-            )
+            since = self._alive_since.get(node)
+            alive_for_s = None if since is None else now - since
+            return is_stable(alive_for_s, self.silent_s(node, now), stable_s, self.late_s)
 
         tablets = sorted(view.tablets.values(), key=lambda t: (t.log, t.index))
         return preferred_leader_move(tablets, eligible)

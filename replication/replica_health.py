@@ -1,13 +1,10 @@
 """Which local replicas lost committed records, and what they may do until they have them again.
 
 A replica whose recovery cut its log below its checkpointed high watermark (a damaged file), or
-that was cut before a corrupt batch found later, is *tainted*: records every in-sync replica was
-promised to hold are gone from it. Were it elected leader, followers would truncate to match it
-and acknowledged writes would vanish everywhere (the "last replica standing" problem, Kafka
-KIP-966). So a tainted replica never leads: if the map makes it leader it stays offline and asks
-the controller to move leadership to another live in-sync replica; with none, the tablet stays
-unavailable rather than lose data. The taint clears once, as a follower, it has caught up to its
-leader's high watermark.
+that was cut before a corrupt batch found later, is *tainted*: it never leads until, as a
+follower, it has caught up to its leader's high watermark. The rule and its reasons are
+``replication.rules.taint``; :class:`ReplicaHealth` keeps the node's tainted and to-be-repaired
+replicas and asks the controller for the hand-offs the rule calls for.
 
 Event-loop thread only.
 """
@@ -20,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from replication.errors import ReplicationError
 from replication.model import ClusterView, TabletId, TabletInfo
+from replication.rules import taint
+from replication.rules.taint import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class ReplicaHealth:
         self._hand_off = hand_off
         self._tainted: set[TabletId] = set()
         self._repair: set[TabletId] = set()
-        self._handed_off: dict[TabletId, int] = {}  # the epoch we last asked to move away from
+        self._handed_off: dict[TabletId, int] = {}  # the epoch last handled by the taint rule
         self._tasks: set[asyncio.Task[None]] = set()
 
     def taint(self, tablet: TabletId, *, end_offset: int) -> None:
@@ -68,17 +67,24 @@ class ReplicaHealth:
         """Cutting a corrupt replica is safe unless it is the leader with no live in-sync
         replica to take over (then it holds the only readable copy of what follows)."""
         del tablet
-        return info.leader != self._node_id or _successor(info, view, self._node_id) is not None
+        return taint.may_repair(info, view, self._node_id)
 
     def may_lead(self, tablet: TabletId, info: TabletInfo, view: ClusterView) -> bool:
         """False for a tainted replica; it then asks (once per epoch) to hand leadership over."""
-        if tablet not in self._tainted:
+        successor = taint.successor(info, view, self._node_id)
+        decision = taint.leadership(
+            tablet in self._tainted,
+            self._handed_off.get(tablet),
+            info.leader_epoch,
+            has_successor=successor is not None,
+            can_hand_off=self._hand_off is not None,
+        )
+        if decision is Leadership.LEAD:
             return True
-        successor = _successor(info, view, self._node_id)
-        if self._handed_off.get(tablet) == info.leader_epoch:
+        if decision is Leadership.ALREADY_ASKED:
             return False
         self._handed_off[tablet] = info.leader_epoch
-        if successor is None or self._hand_off is None:
+        if decision is Leadership.UNAVAILABLE:
             log.error(
                 "%s: elected at epoch %d but this replica lost committed records and no "
                 "other in-sync replica is alive: the tablet stays unavailable",
@@ -86,6 +92,7 @@ class ReplicaHealth:
                 info.leader_epoch,
             )
             return False
+        assert successor is not None  # a hand-off names one
         log.warning(
             "%s: elected at epoch %d but this replica lost committed records; asking "
             "to hand leadership to %s",
@@ -105,11 +112,3 @@ class ReplicaHealth:
         except ReplicationError as exc:
             log.warning("%s/%d: hand-off to %s failed: %s", info.log, info.index, successor, exc)
             self._handed_off.pop(TabletId(info.log, info.index), None)  # try again next view
-
-
-def _successor(info: TabletInfo, view: ClusterView, node_id: str) -> str | None:
-    for replica in info.isr:
-        node = view.nodes.get(replica)
-        if replica != node_id and node is not None and node.alive:
-            return replica
-    return None

@@ -1,11 +1,11 @@
 """The tablet replicas one node hosts, and their roles as the metadata map changes.
 
 For every tablet the applied map places on this node, the manager keeps its log open and gives
-it a role: **leader** (a :class:`TabletLeader`) when the map names this node *and this process
-incarnation* as leader — a restarted process never resumes leadership at an old epoch, because
-its unflushed tail may differ from what followers copied; **follower** of the named leader
-(a tablet in that leader's :class:`LeaderFetcher`); or **offline** when there is no leader.
-Logs the map no longer holds are deleted, but only once the map is known to be complete.
+it the role ``replication.rules.roles`` decides: **leader** (a :class:`TabletLeader`) when the
+map names this node *and this process incarnation* as leader; **follower** of the named leader
+(a tablet in that leader's :class:`LeaderFetcher`); or **offline** when there is no leader — or
+when the replica is tainted (``replication.rules.taint``). Logs the map no longer holds are
+deleted, but only once the map is known to be complete and has seen their creation.
 
 Event-loop thread only. Metadata changes arrive through :meth:`on_view`, in order.
 """
@@ -16,7 +16,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from replication.follower import FollowedTablet, LeaderFetcher
@@ -25,6 +25,16 @@ from replication.log_settings import LogSettings
 from replication.model import ClusterView, LogInfo, TabletId, TabletInfo
 from replication.peer_client import PeerClient
 from replication.replica_health import HandOff, ReplicaHealth
+from replication.rules.roles import (
+    OFFLINE,
+    Follow,
+    Lead,
+    Role,
+    is_newer_creation,
+    plan_roles,
+    seen_by,
+)
+from replication.rules.taint import tainted_at_open
 from replication.settings import ReplicaSettings
 from storage.checkpoint import read_checkpoint, write_checkpoint
 from storage.errors import CorruptSegment
@@ -102,33 +112,26 @@ class ReplicaManager:
         if self.closed:
             return
         self.view = view
-        wanted: set[TabletId] = set()
-        for tablet, info in view.tablets.items():
-            if self.node_id not in info.replicas:
-                continue
-            log_info = view.logs.get(tablet.log)
-            if log_info is None:
-                continue
-            wanted.add(tablet)
+        local = {tablet: replica.log_id for tablet, replica in self.replicas.items()}
+        plan = plan_roles(view, self.node_id, self.incarnation, local, complete=complete)
+        for tablet, hosted in plan.hosted.items():
             try:
-                replica = self._ensure_replica(tablet, log_info.settings, _log_id(log_info))
+                replica = self._ensure_replica(tablet, hosted.log.settings, _log_id(hosted.log))
             except StaleView as exc:
                 log.warning("%s", exc)
                 continue
             if replica is not None:
-                self._apply_role(replica, info, view)
-        if complete:
-            for tablet, replica in list(self.replicas.items()):
-                if tablet not in wanted and _seen_by(view, replica.log_id):
-                    self._drop_replica(tablet, delete=True)
-            if not self._swept:
-                self._sweep_disk(view, wanted)
+                self._apply_role(replica, hosted.info, hosted.role, view)
+        for tablet in plan.delete:
+            self._drop_replica(tablet, delete=True)
+        if complete and not self._swept:
+            self._sweep_disk(view, plan.hosted)
 
-    def _sweep_disk(self, view: ClusterView, wanted: set[TabletId]) -> None:
+    def _sweep_disk(self, view: ClusterView, wanted: Collection[TabletId]) -> None:
         """Delete replicas left on disk by logs deleted while this node was down.
 
-        Only replicas whose log creation the view has seen (see ``_seen_by``): a view that
-        lags — a node replaying its metadata — must never make us delete data.
+        Only replicas whose log creation the view has seen (``rules.roles.seen_by``): a view
+        that lags — a node replaying its metadata — must never make us delete data.
         """
         self._swept = True
         for log_name, index in self.logs.all_on_disk():
@@ -136,7 +139,7 @@ class ReplicaManager:
             if tablet in wanted or tablet in self.replicas:
                 continue
             log_id = self._local_log_id(tablet)
-            if log_id is not None and _seen_by(view, log_id):
+            if log_id is not None and seen_by(view, log_id):
                 log.info(
                     "%s: its log (id %s) is gone from the map; deleting the local replica",
                     tablet,
@@ -173,7 +176,7 @@ class ReplicaManager:
             tablet_log = self.logs.open_log(
                 tablet.log, tablet.index, storage_config, truncate_corrupt=True
             )
-        if repair or tablet_log.lost_committed:
+        if tainted_at_open(repair, tablet_log.lost_committed):
             self.health.taint(tablet, end_offset=tablet_log.end_offset)
         replica = Replica(tablet, tablet_log, GroupCommitter(tablet_log), merged, log_id)
         self.replicas[tablet] = replica
@@ -214,7 +217,7 @@ class ReplicaManager:
             found = self._local_log_id(tablet)
             if found == log_id:
                 return
-            if found is not None and _log_id_number(found) > _log_id_number(log_id):
+            if found is not None and is_newer_creation(found, log_id):
                 raise StaleView(
                     f"{tablet}: the local replica belongs to log id {found}, newer "
                     f"than the map's {log_id}; waiting for the map to catch up"
@@ -230,14 +233,13 @@ class ReplicaManager:
         directory.mkdir(parents=True, exist_ok=True)
         write_checkpoint(marker, LOG_ID_FILE, [log_id])
 
-    def _apply_role(self, replica: Replica, info: TabletInfo, view: ClusterView) -> None:
+    def _apply_role(
+        self, replica: Replica, info: TabletInfo, role: Role, view: ClusterView
+    ) -> None:
         tablet = replica.tablet
-        leads = info.leader == self.node_id and info.leader_incarnation == self.incarnation
-        if leads and not self.health.may_lead(tablet, info, view):
-            self._stop_leading(tablet)  # offline until another replica takes over
-            self._stop_following(tablet)
-            return
-        if leads:
+        if isinstance(role, Lead) and not self.health.may_lead(tablet, info, view):
+            role = OFFLINE  # tainted: offline until another replica takes over
+        if isinstance(role, Lead):
             self._stop_following(tablet)
             current = self.leaders.get(tablet)
             if current is not None and current.leader_epoch == info.leader_epoch:
@@ -256,31 +258,30 @@ class ReplicaManager:
             log.info("%s: leading at epoch %d (ISR %s)", tablet, info.leader_epoch, info.isr)
             return
         self._stop_leading(tablet)
-        leader_node = view.nodes.get(info.leader) if info.leader else None
-        if info.leader is None or info.leader == self.node_id or leader_node is None:
-            self._stop_following(tablet)  # offline: no leader, or our old incarnation's
+        if not isinstance(role, Follow):
+            self._stop_following(tablet)
             return
         current_leader = self._following.get(tablet)
         fetcher = self.fetchers.get(current_leader) if current_leader else None
         followed = fetcher.tablets.get(tablet) if fetcher else None
         if (
-            current_leader == info.leader
+            current_leader == role.leader
             and followed is not None
-            and followed.leader_epoch == info.leader_epoch
+            and followed.leader_epoch == role.leader_epoch
         ):
             return
         self._stop_following(tablet)
-        fetcher = self._fetcher_for(info.leader, leader_node.address)
+        fetcher = self._fetcher_for(role.leader, role.address)
         fetcher.follow(
             FollowedTablet(
                 tablet,
                 replica.log,
                 replica.committer,
-                info.leader_epoch,
+                role.leader_epoch,
                 on_caught_up=self.health.caught_up,
             )
         )
-        self._following[tablet] = info.leader
+        self._following[tablet] = role.leader
 
     def _fetcher_for(self, leader_id: str, address: str) -> LeaderFetcher:
         fetcher = self.fetchers.get(leader_id)
@@ -368,17 +369,6 @@ class ReplicaManager:
 
 class StaleView(Exception):
     """The applied map is older than what is on disk; act once it has caught up."""
-
-
-def _log_id_number(log_id: str) -> int:
-    return int(log_id) if log_id.isdigit() else 0
-
-
-def _seen_by(view: ClusterView, log_id: str) -> bool:
-    """Has ``view`` applied the creation of the log whose id is ``log_id``? Only then may a
-    replica of it that the view does not place here be deleted."""
-    number = _log_id_number(log_id)
-    return 0 < number <= view.log_seq
 
 
 def _log_id(log_info: LogInfo) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
+from collections.abc import Sequence
 from pathlib import Path
 
 from storage.checkpoint import read_checkpoint, write_checkpoint
@@ -72,17 +73,9 @@ class LeaderEpochCache:
         return True
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
-        """(largest known epoch <= ``epoch``, exclusive end offset of that epoch).
-
-        The end of an epoch is the start of the next known epoch, or ``log_end_offset`` for the
-        latest. Returns (-1, -1) when ``epoch`` is below every known epoch or the cache is empty.
-        """
-        i = bisect_right(self._entries, (epoch, 1 << 63))
-        if i == 0:
-            return UNDEFINED
-        found = self._entries[i - 1][0]
-        end = self._entries[i][1] if i < len(self._entries) else log_end_offset
-        return found, end
+        """(largest known epoch <= ``epoch``, exclusive end offset of that epoch): see
+        :func:`epoch_end_offset`."""
+        return epoch_end_offset(self._entries, epoch, log_end_offset)
 
     def epoch_for_offset(self, offset: int) -> int | None:
         """Epoch of the batch holding ``offset`` as far as the cache knows, or None."""
@@ -131,6 +124,24 @@ class LeaderEpochCache:
         if changed:
             self.persist()
         return changed
+
+
+def epoch_end_offset(
+    entries: Sequence[tuple[int, int]], epoch: int, log_end_offset: int
+) -> tuple[int, int]:
+    """(largest epoch <= ``epoch`` in ``entries``, exclusive end offset of that epoch).
+
+    ``entries`` are (epoch, start_offset) pairs, oldest first (:attr:`LeaderEpochCache.entries`).
+    The end of an epoch is the start of the next one, or ``log_end_offset`` for the latest;
+    (-1, -1) when ``epoch`` is below every entry or there is none. Pure: the leader answers a
+    follower's epoch query with it, and a follower finds its own end of the leader's epoch.
+    """
+    i = bisect_right(entries, (epoch, 1 << 63))
+    if i == 0:
+        return UNDEFINED
+    found = entries[i - 1][0]
+    end = entries[i][1] if i < len(entries) else log_end_offset
+    return found, end
 
 
 def _parse(lines: list[str]) -> list[tuple[int, int]] | None:

@@ -113,7 +113,6 @@ def _allowed(edge: Edge) -> bool:
     return target in ALLOWED[source]
 
 
-
 def render_graph(edges: list[Edge]) -> str:
     """The package graph, one line per package; back edges marked ``!``."""
     lines = []
@@ -136,8 +135,7 @@ def test_imports_point_one_way() -> None:
     back = [edge for edge in EDGES if not _allowed(edge)]
     listed = "\n".join(f"  {e.source}:{e.line} imports {e.target}" for e in back)
     assert not back, (
-        f"back edges in the import graph:\n{listed}\n"
-        f"graph (! back edge):\n{render_graph(EDGES)}"
+        f"back edges in the import graph:\n{listed}\ngraph (! back edge):\n{render_graph(EDGES)}"
     )
 
 

@@ -1,14 +1,22 @@
-"""Placement spreads leaders and replicas evenly and deterministically; failover picks the ISR."""
+"""Placement spreads leaders and replicas evenly and deterministically; failover picks the ISR
+(clean), or any alive replica when the log allows unclean election; leadership moves back to
+the preferred replica once it is in sync and eligible."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replication.placement import choose_leader, choose_unclean_leader, place_replicas
+from replication.placement import (
+    choose_leader,
+    choose_unclean_leader,
+    place_replicas,
+    preferred_leader_move,
+)
 
 
 def _counts(assignments: list[list[str]]) -> tuple[Counter[str], Counter[str]]:
@@ -85,3 +93,68 @@ def test_choose_leader_prefers_replica_order_among_alive_isr() -> None:
     assert choose_leader(["a", "b", "c"], ["a"], alive, exclude="a") is None
     assert choose_unclean_leader(["a", "b", "c"], alive, exclude="b") == "c"
     assert choose_unclean_leader(["a"], alive) is None
+
+
+ALIVE_BC = frozenset("bc").__contains__
+
+
+@pytest.mark.parametrize(
+    ("replicas", "isr", "exclude", "expected"),
+    [
+        pytest.param("abc", "abc", "a", "b", id="first-alive-isr-member-in-replica-order"),
+        pytest.param("abc", "ca", "a", "c", id="replica-order-not-isr-order"),
+        pytest.param("abc", "a", "a", None, id="only-the-failed-leader-in-sync"),
+        pytest.param("abc", "abc", None, "b", id="a-dead-preferred-leader-is-skipped"),
+        pytest.param("bca", "abc", None, "b", id="the-preferred-leader-when-alive"),
+        pytest.param("abc", "ab", "b", None, id="the-excluded-node-never-chosen"),
+        pytest.param("abc", "", None, None, id="empty-isr-no-clean-leader"),
+    ],
+)
+def test_choose_leader_table(
+    replicas: str, isr: str, exclude: str | None, expected: str | None
+) -> None:
+    assert choose_leader(list(replicas), list(isr), ALIVE_BC, exclude=exclude) == expected
+
+
+@pytest.mark.parametrize(
+    ("replicas", "exclude", "expected"),
+    [
+        pytest.param("abc", "b", "c", id="first-alive-replica-in-or-out-of-the-isr"),
+        pytest.param("abc", None, "b", id="a-dead-replica-is-skipped"),
+        pytest.param("a", None, None, id="no-alive-replica"),
+        pytest.param("cb", "c", "b", id="the-excluded-node-never-chosen"),
+    ],
+)
+def test_choose_unclean_leader_table(
+    replicas: str, exclude: str | None, expected: str | None
+) -> None:
+    assert choose_unclean_leader(list(replicas), ALIVE_BC, exclude=exclude) == expected
+
+
+@dataclass(frozen=True)
+class _Tablet:
+    replicas: tuple[str, ...]
+    leader: str | None
+    isr: tuple[str, ...]
+
+
+@pytest.mark.parametrize(
+    ("tablets", "expected"),
+    [
+        pytest.param([_Tablet(("b", "c"), "b", ("b", "c"))], None, id="already-on-its-preferred"),
+        pytest.param(
+            [_Tablet(("b", "c"), "c", ("b", "c"))], 0, id="moves-back-to-an-in-sync-preferred"
+        ),
+        pytest.param([_Tablet(("b", "c"), "c", ("c",))], None, id="preferred-not-in-sync"),
+        pytest.param([_Tablet(("a", "c"), "c", ("a", "c"))], None, id="preferred-not-eligible"),
+        pytest.param(
+            [_Tablet(("a", "c"), "c", ("a", "c")), _Tablet(("c", "b"), "b", ("b", "c"))],
+            1,
+            id="the-first-that-qualifies",
+        ),
+        pytest.param([_Tablet(("b", "c"), None, ("b",))], 0, id="a-leaderless-tablet"),
+    ],
+)
+def test_preferred_leader_move(tablets: list[_Tablet], expected: int | None) -> None:
+    moved = preferred_leader_move(tablets, ALIVE_BC)
+    assert moved is (None if expected is None else tablets[expected])
