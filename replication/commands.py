@@ -48,7 +48,7 @@ from replication.command_base import (
     State,
     Text,
 )
-from replication.placement import choose_leader, choose_unclean_leader
+from replication.placement import choose_leader, failover_leader
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -194,11 +194,10 @@ class FenceNode(Command):
                 tablet["isr"] = [n for n in tablet["isr"] if n != node]
                 touched = True
             if tablet["leader"] == node:
-                new = choose_leader(tablet["replicas"], tablet["isr"], alive, exclude=node)
-                if new is None and _unclean(state, log):
-                    new = choose_unclean_leader(tablet["replicas"], alive, exclude=node)
-                    if new is not None and new not in tablet["isr"]:
-                        tablet["isr"] = [new]
+                new, isr = failover_leader(
+                    tablet["replicas"], tablet["isr"], alive, node, _unclean(state, log)
+                )
+                tablet["isr"] = list(isr)
                 _set_leader(state, tablet, new)
                 touched = True
             if touched:

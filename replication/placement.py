@@ -95,6 +95,29 @@ def choose_unclean_leader(
     return None
 
 
+def failover_leader(
+    replicas: Sequence[str],
+    isr: Sequence[str],
+    is_alive: Callable[[str], bool],
+    exclude: str,
+    allow_unclean: bool,
+) -> tuple[str | None, tuple[str, ...]]:
+    """The new leader and ISR of a tablet whose leader ``exclude`` is gone (fenced).
+
+    A clean choice (:func:`choose_leader`) keeps the ISR. Only when there is none and the log
+    allows unclean election does an alive out-of-sync replica lead, as the only ISR member (its
+    log is now the truth; committed records it lacks are lost). Otherwise (None, isr): the
+    tablet stays leaderless rather than lose committed data.
+    """
+    leader = choose_leader(replicas, isr, is_alive, exclude=exclude)
+    if leader is not None or not allow_unclean:
+        return leader, tuple(isr)
+    leader = choose_unclean_leader(replicas, is_alive, exclude=exclude)
+    if leader is not None and leader not in isr:
+        return leader, (leader,)
+    return leader, tuple(isr)
+
+
 class _Tablet(Protocol):
     @property
     def replicas(self) -> tuple[str, ...]: ...

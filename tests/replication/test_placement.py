@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from replication.placement import (
     choose_leader,
     choose_unclean_leader,
+    failover_leader,
     place_replicas,
     preferred_leader_move,
 )
@@ -158,3 +159,21 @@ class _Tablet:
 def test_preferred_leader_move(tablets: list[_Tablet], expected: int | None) -> None:
     moved = preferred_leader_move(tablets, ALIVE_BC)
     assert moved is (None if expected is None else tablets[expected])
+
+
+@pytest.mark.parametrize(
+    ("replicas", "isr", "unclean", "expected_leader", "expected_isr"),
+    [
+        pytest.param("abc", "abc", False, "b", "abc", id="clean-the-isr-is-kept"),
+        pytest.param("abc", "ab", True, "b", "ab", id="clean-wins-even-when-unclean-allowed"),
+        pytest.param("abc", "a", False, None, "a", id="no-clean-leader-stays-leaderless"),
+        pytest.param("abc", "a", True, "b", "b", id="unclean-out-of-sync-leader-is-the-isr"),
+        pytest.param("ab", "a", True, "b", "b", id="unclean-the-only-other-replica"),
+        pytest.param("a", "a", True, None, "a", id="unclean-but-nobody-alive"),
+    ],
+)
+def test_failover_leader_table(
+    replicas: str, isr: str, unclean: bool, expected_leader: str | None, expected_isr: str
+) -> None:
+    leader, new_isr = failover_leader(list(replicas), list(isr), ALIVE_BC, "a", unclean)
+    assert (leader, new_isr) == (expected_leader, tuple(expected_isr))
