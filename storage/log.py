@@ -74,28 +74,23 @@ class TabletLog:
         found: Recovered,
         tail_budget: TailCacheBudget | None = None,
     ) -> None:
-        self._directory = directory
-        self._config = config
-        self._files = files
         self._owns_files = owns_files
         self._clock_ms = clock_ms
-        self.stats = LogStats(
+        self.stats = stats = LogStats(
             recovered_truncated_bytes=found.truncated_bytes, index_rebuilds=found.index_rebuilds
         )
-        self._segments = SegmentSet(directory, config, files, found.segments, self.stats)
-        self._tail = TailCache(config.tail_cache_bytes, tail_budget)  # newest batches
-        end = self._segments.end_offset
-        self._offsets = LogOffsets(found.start_offset, found.high_watermark, end)
-        self._epochs = found.epochs
-        self._producers = found.producers
-        self._checkpoints = found.checkpoints
-        segments, tail, offsets = self._segments, self._tail, self._offsets
-        epochs, producers, checkpoints = self._epochs, self._producers, self._checkpoints
+        self._segments = segments = SegmentSet(directory, config, files, found.segments, stats)
+        self._tail = tail = TailCache(config.tail_cache_bytes, tail_budget)  # newest batches
+        end = segments.end_offset
+        self._offsets = offsets = LogOffsets(found.start_offset, found.high_watermark, end)
+        self._epochs = epochs = found.epochs
+        self._producers = producers = found.producers
+        self._checkpoints = checkpoints = found.checkpoints
         self._trimmer = LogTrimmer(segments, tail, offsets, epochs, producers, checkpoints)
         self._writer = LogWriter(
-            segments, tail, epochs, producers, checkpoints, self._trimmer, self.stats, clock_ms
+            segments, tail, epochs, producers, checkpoints, self._trimmer, stats, clock_ms
         )
-        self._reader = LogReader(segments, tail, offsets, self.stats)
+        self._reader = LogReader(segments, tail, offsets, stats)
         #: Recovery cut the log below its checkpointed high watermark: this replica lost records
         #: that were committed (a damaged file). It must not lead before it has them again.
         self.lost_committed = (found.saved_high_watermark or 0) > end
@@ -144,17 +139,17 @@ class TabletLog:
     @property
     def directory(self) -> Path:
         """The log's directory."""
-        return self._directory
+        return self._segments.directory
 
     @property
     def config(self) -> LogConfig:
         """The log's storage settings."""
-        return self._config
+        return self._segments.config
 
     @property
     def files(self) -> FileCache:
         """The FileCache reads go through (for ``sendfile`` of a ReadResult)."""
-        return self._files
+        return self._segments.files
 
     @property
     def start_offset(self) -> int:
@@ -410,12 +405,13 @@ class TabletLog:
         """
         if not self._closed:
             self._release()
-        doomed = self._directory.with_name(self._directory.name + layout.DELETED_SUFFIX)
+        directory = self.directory
+        doomed = directory.with_name(directory.name + layout.DELETED_SUFFIX)
         if doomed.exists():
             shutil.rmtree(doomed)
-        if self._directory.exists():
-            self._directory.rename(doomed)
-            fsync_directory(self._directory.parent)
+        if directory.exists():
+            directory.rename(doomed)
+            fsync_directory(directory.parent)
             shutil.rmtree(doomed)
 
     def _release(self) -> None:
@@ -423,8 +419,8 @@ class TabletLog:
         self._tail.clear()
         self._segments.close()
         if self._owns_files:
-            self._files.close()
+            self._segments.files.close()
 
     def _check_open(self) -> None:
         if self._closed:
-            raise LogClosed(f"log {self._directory} is closed")
+            raise LogClosed(f"log {self.directory} is closed")

@@ -75,9 +75,9 @@ class LogWriter:
         self._producers.check_request([h for _pos, h in request])
         now = max(self._clock_ms(), self._last_append_ms)
         self.maybe_roll(now)
-        if self._epochs.latest_epoch != leader_epoch:
-            self._epochs.assign(leader_epoch, self._segments.end_offset)
         base = offset = self._segments.end_offset
+        if self._epochs.latest_epoch != leader_epoch:
+            self._epochs.assign(leader_epoch, base)
         parts: list[Part] = []
         for pos, h in request:
             end = offset + h.record_count
