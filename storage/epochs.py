@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from storage.checkpoint import read_checkpoint, write_checkpoint
+from storage.errors import StaleLeaderEpoch
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ class LeaderEpochCache:
     def latest_epoch(self) -> int | None:
         """The newest epoch, or None when the cache is empty."""
         return self._entries[-1][0] if self._entries else None
+
+    def reject_stale(self, epoch: int) -> None:
+        """Raise StaleLeaderEpoch if ``epoch`` is older than the latest epoch."""
+        latest = self.latest_epoch
+        if latest is not None and epoch < latest:
+            raise StaleLeaderEpoch(epoch, latest)
 
     def assign(self, epoch: int, start_offset: int, *, persist: bool = True) -> bool:
         """Record that ``epoch`` starts at ``start_offset``; return whether anything changed.

@@ -12,7 +12,20 @@ Offsets (Kafka's exclusive ends; the one definition every storage docstring refe
   file (never an offset).
 
 Files: see layout.py (directory), segment.py (``.log``), index.py (``.index``, ``.timeindex``),
-checkpoint.py and epochs.py / producers.py (checkpoints), recovery.py (what open checks).
+checkpoint.py, log_checkpoints.py, epochs.py and producers.py (checkpoints), recovery.py (what
+open checks).
+
+Parts, each owned by one TabletLog and composed here (TabletLog checks that the log is open and
+holds the contracts; the parts do the work):
+
+* SegmentSet (segments.py): the segment files, reads and writes of them, rolls, cuts, deletions;
+* TailCache (tail_cache.py): the newest batches in memory, for tail reads;
+* LogOffsets (offsets.py): start offset, high watermark, flushed offset and their invariants;
+* LogWriter (writer.py): the leader and follower append paths and rolls;
+* LogReader (log_reader.py): reads, from the tail cache or the files, and lookups by time;
+* LogTrimmer (trimming.py): truncation at the end, retention and start-offset moves at the head;
+* LeaderEpochCache (epochs.py), ProducerStateManager (producers.py), LogCheckpoints
+  (log_checkpoints.py): the state kept beside the segments, and its files.
 
 Threads: TabletLog is not thread-safe. Call every method from one thread (the event loop), except
 ``FlushTicket.run`` (flush.py), which may run on any thread while the loop keeps appending.
@@ -20,37 +33,26 @@ Threads: TabletLog is not thread-safe. Call every method from one thread (the ev
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from storage import layout
-from storage.checkpoint import fsync_directory, write_checkpoint
+from storage.checkpoint import fsync_directory
 from storage.config import LogConfig
-from storage.errors import (
-    CorruptBatch,
-    NonContiguousAppend,
-    OffsetOutOfRange,
-    StaleLeaderEpoch,
-)
+from storage.errors import LogClosed
 from storage.files import FileCache
 from storage.flush import FlushTicket
-from storage.log_base import LogBase
-from storage.producers import KIND as PRODUCER_KIND
-from storage.recovery import CLEAN_KIND, marker_lines, recover
-from storage.results import AppendResult, ReadResult
-from storage.segments import BatchPlacement
-from storage.tail_cache import TailCacheBudget
-from wire.batch import CRC_POS, BatchHeader, stamped_prefix, validate_batch
-
-log = logging.getLogger(__name__)
-
-Request = list[tuple[int, BatchHeader]]
-_Part = tuple[BatchHeader, BatchPlacement, tuple[bytes | memoryview, ...]]
-"""A batch to write: its header, where it lands, and the buffers holding its bytes."""
+from storage.log_reader import LogReader
+from storage.offsets import LogOffsets
+from storage.producers import ProducerStateManager
+from storage.recovery import Recovered, recover
+from storage.results import AppendResult, LogStats, ReadResult
+from storage.segments import SegmentSet
+from storage.tail_cache import TailCache, TailCacheBudget
+from storage.trimming import LogTrimmer
+from storage.writer import LogWriter
 
 
 def wall_clock_ms() -> int:
@@ -58,12 +60,41 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class TabletLog(LogBase):
-    """One tablet replica's log. Not thread-safe (see the module docstring). Use ``open``.
+class TabletLog:
+    """One tablet replica's log. Not thread-safe (see the module docstring). Use ``open``."""
 
-    Offset bookkeeping, epochs, checkpoints, rolls, truncation and retention are inherited from
-    LogBase (log_base.py); this class adds opening, appends, reads, flushing and closing.
-    """
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        *,
+        files: FileCache,
+        owns_files: bool,
+        clock_ms: Callable[[], int],
+        found: Recovered,
+        tail_budget: TailCacheBudget | None = None,
+    ) -> None:
+        self._owns_files = owns_files
+        self._clock_ms = clock_ms
+        self.stats = stats = LogStats(
+            recovered_truncated_bytes=found.truncated_bytes, index_rebuilds=found.index_rebuilds
+        )
+        self._segments = segments = SegmentSet(directory, config, files, found.segments, stats)
+        self._tail = tail = TailCache(config.tail_cache_bytes, tail_budget)  # newest batches
+        end = segments.end_offset
+        self._offsets = offsets = LogOffsets(found.start_offset, found.high_watermark, end)
+        self._epochs = epochs = found.epochs
+        self._producers = producers = found.producers
+        self._checkpoints = checkpoints = found.checkpoints
+        self._trimmer = LogTrimmer(segments, tail, offsets, epochs, producers, checkpoints)
+        self._writer = LogWriter(
+            segments, tail, epochs, producers, checkpoints, self._trimmer, stats, clock_ms
+        )
+        self._reader = LogReader(segments, tail, offsets, stats)
+        #: Recovery cut the log below its checkpointed high watermark: this replica lost records
+        #: that were committed (a damaged file). It must not lead before it has them again.
+        self.lost_committed = (found.saved_high_watermark or 0) > end
+        self._closed = False
 
     @classmethod
     def open(
@@ -103,7 +134,113 @@ class TabletLog(LogBase):
         self.checkpoint()
         return self
 
-    # ------------------------------------------------------------------------- appends
+    # ------------------------------------------------------------------------- properties
+
+    @property
+    def directory(self) -> Path:
+        """The log's directory."""
+        return self._segments.directory
+
+    @property
+    def config(self) -> LogConfig:
+        """The log's storage settings."""
+        return self._segments.config
+
+    @property
+    def files(self) -> FileCache:
+        """The FileCache reads go through (for ``sendfile`` of a ReadResult)."""
+        return self._segments.files
+
+    @property
+    def start_offset(self) -> int:
+        """First readable offset."""
+        return self._offsets.start
+
+    @property
+    def end_offset(self) -> int:
+        """Offset of the next record to be appended."""
+        return self._segments.end_offset
+
+    @property
+    def high_watermark(self) -> int:
+        """Exclusive: offsets below it are committed."""
+        return self._offsets.high_watermark
+
+    @property
+    def flushed_offset(self) -> int:
+        """Exclusive: offsets below it are durable (fsynced)."""
+        return self._offsets.flushed
+
+    @property
+    def latest_epoch(self) -> int | None:
+        """The newest leader epoch in the epoch cache, None if none."""
+        return self._epochs.latest_epoch
+
+    @property
+    def leader_epochs(self) -> tuple[tuple[int, int], ...]:
+        """The epoch cache: (epoch, start offset) pairs, oldest first."""
+        return self._epochs.entries
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of all segment files."""
+        return self._segments.size_bytes
+
+    @property
+    def segment_bases(self) -> list[int]:
+        """Base offsets of the segments, oldest first (the last is the active one)."""
+        return [s.base_offset for s in self._segments.segments]
+
+    @property
+    def producers(self) -> ProducerStateManager:
+        """Idempotent-producer state (read-only use)."""
+        return self._producers
+
+    @property
+    def generation(self) -> int:
+        """Incremented by every truncation: data below ``end_offset`` may have changed."""
+        return self._offsets.generation
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether close() or delete() was called."""
+        return self._closed
+
+    # ------------------------------------------------------------------------- epochs, HW
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """(largest known epoch <= ``epoch``, exclusive end offset of that epoch) (KIP-279).
+
+        The end is the next known epoch's start offset, or end_offset for the latest epoch;
+        (-1, -1) if ``epoch`` is below every known epoch.
+        """
+        self._check_open()
+        return self._epochs.end_offset_for(epoch, self.end_offset)
+
+    def assign_epoch(self, epoch: int, start_offset: int) -> None:
+        """Record that leader ``epoch`` starts at ``start_offset`` (a new leader passes its end
+        offset). Idempotent. Raises StaleLeaderEpoch for an epoch older than the latest and
+        ValueError for a start offset beyond end_offset."""
+        self._check_open()
+        if start_offset > self.end_offset:
+            raise ValueError(f"epoch start {start_offset} is beyond the end {self.end_offset}")
+        self._epochs.reject_stale(epoch)
+        self._epochs.assign(epoch, start_offset)
+
+    def set_high_watermark(self, offset: int) -> None:
+        """Raise the high watermark to ``offset`` clamped into [start_offset, end_offset].
+
+        Never lowers it (only truncation does). Persisted by checkpoint() and close().
+        """
+        self._check_open()
+        self._offsets.raise_high_watermark(offset, self.end_offset)
+
+    def checkpoint(self) -> None:
+        """Persist the high watermark and start offset (atomically; only what changed)."""
+        self._check_open()
+        self._checkpoints.save(self._offsets.high_watermark, self._offsets.start)
+
+    # ------------------------------------------------------------------------- appends, rolls
 
     def append_as_leader(self, batches: bytes | memoryview, leader_epoch: int) -> AppendResult:
         """Append whole batches, assigning offsets from ``end_offset`` and stamping the epoch and
@@ -118,28 +255,7 @@ class TabletLog(LogBase):
         batches written before a segment roll inside the same request.
         """
         self._check_open()
-        assert leader_epoch >= 0
-        view = memoryview(batches)
-        request = _parse_request(view)
-        latest = self._epochs.latest_epoch
-        if latest is not None and leader_epoch < latest:
-            raise StaleLeaderEpoch(leader_epoch, latest)
-        self._producers.check_request([h for _pos, h in request])
-        now = max(self._clock_ms(), self._last_append_ms)
-        self.maybe_roll(now)
-        if latest != leader_epoch:
-            self._epochs.assign(leader_epoch, self.end_offset)
-        base = offset = self.end_offset
-        parts: list[_Part] = []
-        for pos, h in request:
-            end = offset + h.record_count
-            prefix = stamped_prefix(offset, h.batch_length, leader_epoch, now)
-            body = view[pos + CRC_POS : pos + h.size]
-            parts.append((h, (offset, end, h.size, now), (prefix, body)))
-            offset = end
-        self._write_parts(parts)
-        self._last_append_ms = now
-        return AppendResult(base, offset, now, offset - base, len(view))
+        return self._writer.append_as_leader(batches, leader_epoch)
 
     def append_as_follower(self, batches: bytes | memoryview) -> AppendResult:
         """Append whole batches that already carry offsets, epochs and append times, verbatim
@@ -153,66 +269,52 @@ class TabletLog(LogBase):
         in append_as_leader.
         """
         self._check_open()
-        view = memoryview(batches)
-        request = _parse_request(view)
-        first, last = request[0][1], request[-1][1]
-        expected = first.base_offset
-        for _pos, h in request:
-            if h.base_offset != expected:
-                raise NonContiguousAppend(expected, h.base_offset)
-            expected = h.end_offset
-        if self._start == self.end_offset and first.base_offset < self._start < first.end_offset:
-            self._restart_at(first.base_offset)
-        if first.base_offset != self.end_offset:
-            raise NonContiguousAppend(self.end_offset, first.base_offset)
-        self.maybe_roll(self._clock_ms())
-        for _pos, h in request:
-            if h.leader_epoch >= 0 and h.leader_epoch != self._epochs.latest_epoch:
-                self._epochs.assign(h.leader_epoch, h.base_offset)
-        self._write_parts([(h, _placement(h), (view[pos : pos + h.size],)) for pos, h in request])
-        self._last_append_ms = max(self._last_append_ms, last.append_time_ms)
-        return AppendResult(
-            first.base_offset,
-            last.end_offset,
-            last.append_time_ms,
-            last.end_offset - first.base_offset,
-            len(view),
-        )
+        return self._writer.append_as_follower(batches)
 
-    def _write_parts(self, parts: list[_Part]) -> None:
-        """Write batches, one writev per segment, rolling between; update producer state."""
-        self.stats.appends += 1
-        start, pending = 0, 0
-        for i, (_h, placed, _buffers) in enumerate(parts):
-            if self._segments.needs_roll(pending, placed[2]):
-                self._write_group(parts[start:i])
-                self._roll()
-                start, pending = i, 0
-            pending += placed[2]
-        self._write_group(parts[start:])
+    def roll(self) -> bool:
+        """Start a new segment now (if the active one is not empty); return whether it did."""
+        self._check_open()
+        return self._writer.roll()
 
-    def _write_group(self, parts: list[_Part]) -> None:
-        if not parts:
-            return
-        position = self._segments.active.size
-        self._segments.write(
-            [b for _h, _p, buffers in parts for b in buffers], [placed for _h, placed, _b in parts]
-        )
-        for h, (base, end, size, _time), buffers in parts:
-            self._producers.update(h, base, end)
-            self.stats.appended_bytes += size
-            self._tail.add(base, end, position, size, buffers)
-            position += size
+    def maybe_roll(self, now_ms: int | None = None) -> bool:
+        """Roll the active segment if its first batch is ``segment_ms`` old; return whether."""
+        self._check_open()
+        return self._writer.maybe_roll(now_ms)
 
-    def _restart_at(self, base_offset: int) -> None:
-        log.info(
-            "%s: empty log restarts at offset %d (start stays %d)",
-            self._directory,
-            base_offset,
-            self._start,
-        )
-        self._segments.replace_all(base_offset)
-        self._after_truncation(base_offset)
+    # ------------------------------------------------------------------------- trimming
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop every offset >= ``offset``; more precisely, truncate to the largest batch
+        boundary <= ``offset`` (the start of the batch holding it), since batches are never
+        split. No-op if ``offset >= end_offset``. Below start_offset (or if the boundary is),
+        this is truncate_fully_and_start_at. Fixes indexes, epochs, producer state; the high
+        watermark becomes min(HW, new end). Raises CorruptSegment, OSError.
+        """
+        self._check_open()
+        self._trimmer.truncate_to(offset)
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Delete everything and start an empty log at ``offset`` (start == end == HW)."""
+        self._check_open()
+        self._trimmer.truncate_fully_and_start_at(offset)
+
+    def advance_start_offset(self, offset: int) -> None:
+        """Raise start_offset to ``offset`` (a follower whose leader's start moved), deleting
+        segments entirely below it; beyond end_offset this is truncate_fully_and_start_at."""
+        self._check_open()
+        self._trimmer.advance_start_offset(offset)
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Delete closed segments older than retention_ms (by their largest append time) and
+        the oldest ones while the log is larger than retention_bytes; never the active segment
+        nor a segment with offsets at or above the high watermark. Rolls by segment_ms first.
+        Crash-safe: the new start offset is checkpointed before files are renamed to
+        ``.deleted`` and removed. Returns the number of segments deleted.
+        """
+        self._check_open()
+        now = self._clock_ms() if now_ms is None else now_ms
+        self._writer.maybe_roll(now)
+        return self._trimmer.apply_retention(now)
 
     # ------------------------------------------------------------------------- reads
 
@@ -231,32 +333,7 @@ class TabletLog(LogBase):
         (the scrubber checks what the file holds).
         """
         self._check_open()
-        start, end = self._start, self.end_offset
-        if not start <= offset <= end:
-            raise OffsetOutOfRange(offset, start, end)
-        limit = end if max_offset is None else min(max_offset, end)
-        if offset >= limit:
-            return ReadResult(None, 0, 0, offset, offset)
-        if not from_disk and self._tail.covers(offset):
-            seg, cached = self._segments.active, self._tail.read(offset, max(max_bytes, 0), limit)
-            found = None if cached is None else (seg, cached)
-            self.stats.cached_reads += cached is not None
-        else:
-            found = self._segments.read(offset, max(max_bytes, 0), limit)
-        if found is None:
-            return ReadResult(None, 0, 0, offset, offset)
-        seg, piece = found
-        self.stats.reads += 1
-        self.stats.read_bytes += piece.size
-        return ReadResult(
-            seg.path,
-            piece.position,
-            piece.size,
-            piece.first_offset,
-            piece.end_offset,
-            piece.data,
-            self._files,
-        )
+        return self._reader.read(offset, max_bytes, max_offset, from_disk=from_disk)
 
     def read_bytes(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
         """``read(...).read_bytes()``: the batches' bytes."""
@@ -268,8 +345,7 @@ class TabletLog(LogBase):
         Never below start_offset. Raises CorruptSegment.
         """
         self._check_open()
-        found = self._segments.find_time(timestamp_ms, self._start)
-        return None if found is None else max(found, self._start)
+        return self._reader.offset_for_timestamp(timestamp_ms)
 
     # ------------------------------------------------------------------------- flush protocol
 
@@ -279,10 +355,11 @@ class TabletLog(LogBase):
         The ticket owns duplicated fds, so rolls and closes may happen while it runs.
         """
         self._check_open()
-        if self._flushed >= self.end_offset and not self._segments.has_unsynced_files:
+        end = self._segments.end_offset
+        if self._offsets.flushed >= end and not self._segments.has_unsynced_files:
             return None
         file_fds, dir_fds, drops = self._segments.take_sync_fds()
-        return FlushTicket(self.end_offset, self._generation, file_fds, dir_fds, drops)
+        return FlushTicket(end, self._offsets.generation, file_fds, dir_fds, drops)
 
     def complete_flush(self, ticket: FlushTicket) -> None:
         """Loop thread: after ``ticket.run()`` succeeded, advance flushed_offset.
@@ -294,8 +371,7 @@ class TabletLog(LogBase):
             return
         self.stats.flushes += 1
         self.stats.fsyncs += ticket.fsync_count
-        if ticket.generation == self._generation:
-            self._flushed = max(self._flushed, min(ticket.end_offset, self.end_offset))
+        self._offsets.flushed_up_to(ticket.end_offset, ticket.generation, self.end_offset)
 
     def flush(self) -> None:
         """begin_flush, run and complete_flush inline (blocks on fsync). Raises OSError."""
@@ -314,21 +390,10 @@ class TabletLog(LogBase):
             return
         try:
             self.flush()
-            active = self._segments.active
-            for fd in active.write_indexes(keep_open=True):
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            write_checkpoint(
-                self._directory / layout.PRODUCER_STATE_FILE,
-                PRODUCER_KIND,
-                self._producers.snapshot_lines(self.end_offset),
-            )
+            self._segments.seal_active_indexes()
+            self._checkpoints.save_producers(self._producers, self.end_offset)
             self.checkpoint()
-            write_checkpoint(
-                self._directory / layout.CLEAN_SHUTDOWN_FILE, CLEAN_KIND, marker_lines(active)
-            )
+            self._checkpoints.mark_clean(self._segments.active)
         finally:
             self._release()
 
@@ -340,12 +405,13 @@ class TabletLog(LogBase):
         """
         if not self._closed:
             self._release()
-        doomed = self._directory.with_name(self._directory.name + layout.DELETED_SUFFIX)
+        directory = self.directory
+        doomed = directory.with_name(directory.name + layout.DELETED_SUFFIX)
         if doomed.exists():
             shutil.rmtree(doomed)
-        if self._directory.exists():
-            self._directory.rename(doomed)
-            fsync_directory(self._directory.parent)
+        if directory.exists():
+            directory.rename(doomed)
+            fsync_directory(directory.parent)
             shutil.rmtree(doomed)
 
     def _release(self) -> None:
@@ -353,21 +419,8 @@ class TabletLog(LogBase):
         self._tail.clear()
         self._segments.close()
         if self._owns_files:
-            self._files.close()
+            self._segments.files.close()
 
-
-def _placement(h: BatchHeader) -> BatchPlacement:
-    return h.base_offset, h.end_offset, h.size, h.append_time_ms
-
-
-def _parse_request(view: memoryview) -> Request:
-    """(position, header) of each batch of a request, every CRC checked. Raises CorruptBatch."""
-    if not len(view):
-        raise CorruptBatch("the request holds no batch")
-    request: Request = []
-    pos, end = 0, len(view)
-    while pos < end:
-        h = validate_batch(view, pos)
-        request.append((pos, h))
-        pos += h.size
-    return request
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosed(f"log {self.directory} is closed")

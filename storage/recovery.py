@@ -46,19 +46,14 @@ from storage.config import LogConfig
 from storage.epochs import LeaderEpochCache
 from storage.errors import CorruptSegment
 from storage.files import FileCache
+from storage.log_checkpoints import HW_KIND, START_KIND, LogCheckpoints, read_clean_marker
 from storage.producers import KIND as PRODUCER_KIND
 from storage.producers import ProducerStateManager
-from storage.reader import walk_from
-from storage.scan import PRead
 from storage.segment import Segment
 from storage.segment_check import SegmentDamaged, check_closed, recover_active
 from wire.batch import BatchHeader
 
 log = logging.getLogger(__name__)
-
-START_KIND = "log-start-offset"
-HW_KIND = "high-watermark"
-CLEAN_KIND = "clean-shutdown"
 
 
 @dataclass(slots=True)
@@ -73,9 +68,8 @@ class Recovered:
     clean: bool
     truncated_bytes: int
     index_rebuilds: int
-    saved_start_offset: int | None  # what the checkpoint files held
-    saved_high_watermark: int | None
-    snapshot_offset: int | None  # offset of the producer-state snapshot on disk, if usable
+    saved_high_watermark: int | None  # what the checkpoint file held
+    checkpoints: LogCheckpoints  # what the checkpoint files hold, for the log to update
 
 
 def recover(
@@ -93,7 +87,7 @@ def recover(
     """
     directory.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(directory)
-    marker = _read_marker(directory)
+    marker = read_clean_marker(directory)
     start_ckpt = read_int_checkpoint(directory / layout.LOG_START_OFFSET_FILE, START_KIND)
     hw_ckpt = read_int_checkpoint(directory / layout.HIGH_WATERMARK_FILE, HW_KIND)
     bases = layout.list_segment_bases(directory)
@@ -133,9 +127,13 @@ def recover(
         stats.clean,
         stats.truncated,
         stats.rebuilds,
-        start_ckpt,
         hw_ckpt,
-        snapshot_offset,
+        LogCheckpoints(
+            directory,
+            saved_start_offset=start_ckpt,
+            saved_high_watermark=hw_ckpt,
+            producer_snapshot_offset=snapshot_offset,
+        ),
     )
 
 
@@ -254,15 +252,10 @@ def replay_headers(
         if seg.end_offset <= from_offset or seg.is_empty:
             continue
         offset = max(from_offset, seg.base_offset)
-        _walk, batches = walk_from(seg, _pread_of(files, seg), offset, window_bytes=64 * 1024)
+        _walk, batches = seg.walk_from(seg.pread_via(files), offset, window_bytes=64 * 1024)
         for _pos, h in batches:
             if h.end_offset > from_offset:
                 visit(h)
-
-
-def _pread_of(files: FileCache, segment: Segment) -> PRead:
-    path = segment.path
-    return lambda size, position: files.pread(path, size, position)
 
 
 def _make_durable(directory: Path, active: Segment, *, marker_existed: bool, clean: bool) -> None:
@@ -275,22 +268,6 @@ def _make_durable(directory: Path, active: Segment, *, marker_existed: bool, cle
         # From now on the files change; a crash must not find a marker vouching for them.
         remove_file(directory / layout.CLEAN_SHUTDOWN_FILE)
     fsync_directory(directory)
-
-
-def _read_marker(directory: Path) -> tuple[int, int, int] | None:
-    lines = read_checkpoint(directory / layout.CLEAN_SHUTDOWN_FILE, CLEAN_KIND)
-    if lines is None or len(lines) != 1:
-        return None
-    fields = lines[0].split()
-    if len(fields) != 3 or not all(f.isdigit() for f in fields):
-        return None
-    end, base, size = (int(f) for f in fields)
-    return end, base, size
-
-
-def marker_lines(active: Segment) -> list[str]:
-    """Lines of the clean-shutdown marker: ``<end_offset> <active base> <active size>``."""
-    return [f"{active.end_offset} {active.base_offset} {active.size}"]
 
 
 def _remove_leftovers(directory: Path) -> None:

@@ -1,6 +1,7 @@
-"""Which closed segments retention deletes (pure; the deletion itself is TabletLog's).
+"""How many of the oldest segments a deletion at the head of a log removes (pure; the deletion
+itself is LogTrimmer's, trimming.py): by the retention policy, or below a new start offset.
 
-Rules, applied to closed segments from the oldest, stopping at the first one that stays:
+Retention rules, applied to closed segments from the oldest, stopping at the first one that stays:
 
 * by time: a segment whose largest append time is older than ``now - retention_ms``;
 * by size: the oldest segments while the log's total size exceeds ``retention_bytes``;
@@ -37,4 +38,13 @@ def retention_count(
         while deletable(count) and size > config.retention_bytes:
             size -= segments[count].size
             count += 1
+    return count
+
+
+def count_below(segments: Sequence[Segment], offset: int) -> int:
+    """How many of the oldest ``segments`` (the last is active) hold only offsets below
+    ``offset``, i.e. the next segment starts at or below it; never the active one."""
+    count = 0
+    while count < len(segments) - 1 and segments[count + 1].base_offset <= offset:
+        count += 1
     return count

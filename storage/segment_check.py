@@ -31,11 +31,6 @@ class SegmentDamaged(Exception):
         self.reason = reason
 
 
-def _pread(files: FileCache, segment: Segment) -> PRead:
-    path = segment.path
-    return lambda size, position: files.pread(path, size, position)
-
-
 def _file_size(segment: Segment) -> int:
     try:
         return segment.path.stat().st_size
@@ -54,7 +49,7 @@ def check_closed(
     Raises SegmentDamaged where the bytes are bad.
     """
     size = _file_size(segment)
-    pread = _pread(files, segment)
+    pread = segment.pread_via(files)
     if not full and _check_with_index(segment, pread, size, expected_end, interval_bytes):
         return 0
     _rebuild(segment, pread, size, interval_bytes)
@@ -110,17 +105,20 @@ def _check_with_index(
         return False
     if expected != expected_end:
         return False
-    segment.index, segment.time_index = index, time_index
-    segment.size, segment.end_offset = size, expected_end
-    segment.bytes_since_index = size - position
-    segment.reset_times(first.append_time_ms, max_time, max_offset)
+    segment.adopt(
+        index,
+        time_index,
+        size=size,
+        end_offset=expected_end,
+        first_time_ms=first.append_time_ms,
+        max_time_ms=max_time,
+        max_time_offset=max_offset,
+    )
     return True
 
 
 def _rebuild(segment: Segment, pread: PRead, size: int, interval_bytes: int) -> None:
-    segment.index, segment.time_index = OffsetIndex(), TimeIndex()
-    segment.truncate_indexes(segment.base_offset, 0)
-    segment.reset_times(None, -1, segment.base_offset)
+    segment.reset()
     walk = BatchWalk(pread, 0, size, verify=True)
     while True:
         try:
@@ -150,7 +148,7 @@ def recover_active(segment: Segment, files: FileCache, interval_bytes: int) -> i
     """
     size = _file_size(segment)
     try:
-        _rebuild(segment, _pread(files, segment), size, interval_bytes)
+        _rebuild(segment, segment.pread_via(files), size, interval_bytes)
     except SegmentDamaged as damage:
         log.warning(
             "%s: cutting %d bytes of torn or corrupt tail %s",

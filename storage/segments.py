@@ -31,13 +31,12 @@ from typing import TypeVar
 from storage.checkpoint import fsync_directory
 from storage.config import LogConfig
 from storage.errors import CorruptSegment, DiskFull
-from storage.files import FileCache, write_all
+from storage.files import FileCache
 from storage.flush import CacheDrop
 from storage.layout import DELETED_SUFFIX, segment_files
-from storage.reader import IndexMismatch, Slice, find_boundary, find_time, read_slice
 from storage.results import LogStats
-from storage.scan import PRead
-from storage.segment import SEGMENT_BYTES_HARD_MAX, Segment
+from storage.scan import IndexMismatch
+from storage.segment import SEGMENT_BYTES_HARD_MAX, BatchPlacement, Segment, Slice
 from storage.segment_check import SegmentDamaged, check_closed
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,6 @@ T = TypeVar("T")
 
 #: The active segment's pages are evicted in steps of at least this many bytes.
 DROP_STEP_BYTES = 1024 * 1024
-
-BatchPlacement = tuple[int, int, int, int]
-"""(base_offset, end_offset, size in bytes, append time ms) of one batch being written."""
 
 
 class SegmentSet:
@@ -94,23 +90,15 @@ class SegmentSet:
         assert i > 0, f"offset {offset} below the first segment"
         return self.segments[i - 1]
 
-    def pread_of(self, segment: Segment) -> PRead:
-        """A ``pread(size, position)`` on ``segment``'s file through the FileCache."""
-        path, files = segment.path, self.files
-        return lambda size, position: files.pread(path, size, position)
-
     def read(self, offset: int, max_bytes: int, limit: int) -> tuple[Segment, Slice] | None:
-        """Whole batches of one segment from the one holding ``offset`` (see reader.read_slice).
+        """Whole batches of one segment from the one holding ``offset`` (Segment.read_slice).
 
         ``offset`` < ``limit`` <= end_offset. Raises CorruptSegment.
         """
         seg = self.segment_for(offset)
-        pread = self.pread_of(seg)
+        pread, verify = seg.pread_via(self.files), self.config.verify_reads
         found = self._with_index(
-            seg,
-            lambda: read_slice(
-                seg, pread, offset, max_bytes, limit, verify=self.config.verify_reads
-            ),
+            seg, lambda: seg.read_slice(pread, offset, max_bytes, limit, verify=verify)
         )
         return None if found is None else (seg, found)
 
@@ -125,32 +113,38 @@ class SegmentSet:
         return None
 
     def _find_time_in(self, seg: Segment, time_ms: int) -> int | None:
-        pread = self.pread_of(seg)
-        return self._with_index(seg, lambda: find_time(seg, pread, time_ms))
+        pread = seg.pread_via(self.files)
+        return self._with_index(seg, lambda: seg.find_time(pread, time_ms))
 
     def boundary_at_or_below(self, offset: int) -> int:
         """The largest batch boundary <= ``offset`` (< end_offset). Raises CorruptSegment."""
         seg = self.segment_for(offset)
-        pread = self.pread_of(seg)
-        return self._with_index(seg, lambda: find_boundary(seg, pread, offset)).offset
+        pread = seg.pread_via(self.files)
+        return self._with_index(seg, lambda: seg.find_boundary(pread, offset)).offset
 
     def truncate_to(self, offset: int) -> int:
         """Cut the log at the largest batch boundary <= ``offset`` (< end_offset); return it.
 
-        Later segments are deleted first (see ``cut``). Raises CorruptSegment, OSError.
+        The segment holding it becomes the active one. Later segments are deleted first
+        (renamed, directory fsynced), then the file is cut and fsynced, so a crash never leaves
+        later segments after a shortened one. Raises CorruptSegment, OSError.
         """
         seg = self.segment_for(offset)
-        pread = self.pread_of(seg)
-        boundary = self._with_index(seg, lambda: find_boundary(seg, pread, offset))
-        self.cut(seg, boundary.offset, boundary.position)
-        last_time = seg.time_index.last_time_ms
-        if last_time >= boundary.max_time_ms:
-            rel = seg.time_index.relative_offsets[-1] if len(seg.time_index) else 0
-            max_time, max_offset = last_time, seg.base_offset + rel
-        else:
-            max_time, max_offset = boundary.max_time_ms, boundary.max_time_offset
-        first = seg.first_time_ms if boundary.offset > seg.base_offset else None
-        seg.reset_times(first, max_time, max_offset)
+        pread = seg.pread_via(self.files)
+        boundary = self._with_index(seg, lambda: seg.find_boundary(pread, offset))
+        i = self.segments.index(seg)
+        renamed = self._rename_deleted(self.segments[i + 1 :])
+        del self.segments[i + 1 :]
+        del self._bases[i + 1 :]
+        if renamed:
+            fsync_directory(self.directory)
+        if seg.fd is None:
+            seg.open_writer(self.files, create=False)
+            for path in (seg.index_path, seg.time_index_path):
+                path.unlink(missing_ok=True)  # stale now; rewritten when sealed
+        seg.cut_at(boundary)
+        self._unlink(renamed)
+        self._recount()
         return boundary.offset
 
     def _with_index(self, seg: Segment, action: Callable[[], T]) -> T:
@@ -183,23 +177,14 @@ class SegmentSet:
         On error the file is cut back to its previous size and the error re-raised (DiskFull for
         ENOSPC, else OSError); nothing of the request is then in this segment.
         """
-        seg = self.active
-        assert seg.fd is not None
-        position = seg.size
         try:
-            write_all(seg.fd, buffers)
+            written = self.active.append(buffers, batches, self.config.index_interval_bytes)
         except OSError as err:
-            os.ftruncate(seg.fd, position)
             if err.errno == errno.ENOSPC:
                 raise DiskFull(str(self.directory)) from err
             raise
         self.stats.writes += 1
-        interval = self.config.index_interval_bytes
-        start = position
-        for base, end, size, time_ms in batches:
-            seg.note_batch(position, base, end, size=size, time_ms=time_ms, interval_bytes=interval)
-            position += size
-        self.size_bytes += position - start
+        self.size_bytes += written
 
     def roll(self) -> Segment:
         """Seal the active segment (write its index files) and start a new one at the end offset.
@@ -214,9 +199,9 @@ class SegmentSet:
         assert fd is not None
         if self._keep_sync_fds:
             self._sync_fds += [fd, *index_fds]
-            if self._cache_window is not None and old.size > old.uncached_below:
-                self._drops.append((fd, old.uncached_below, old.size - old.uncached_below))
-                old.uncached_below = old.size
+            evict = old.mark_uncached(old.size, 1) if self._cache_window is not None else None
+            if evict is not None:
+                self._drops.append((fd, *evict))
         else:
             os.close(fd)
         new = Segment(self.directory, old.end_offset)
@@ -226,6 +211,14 @@ class SegmentSet:
         self.dir_dirty = True
         self.stats.rolls += 1
         return new
+
+    def seal_active_indexes(self) -> None:
+        """Write and fsync the active segment's index files (a clean close). Raises OSError."""
+        for fd in self.active.write_indexes(keep_open=True):
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def take_sync_fds(self) -> tuple[list[int], list[int], list[CacheDrop]]:
         """(file fds, directory fds, cache drops) for a flush ticket; the ticket owns the fds.
@@ -240,10 +233,9 @@ class SegmentSet:
         drops, self._drops = self._drops, []
         self._sync_fds = []
         if self._cache_window is not None:
-            keep_from = active.size - self._cache_window
-            if keep_from - active.uncached_below >= DROP_STEP_BYTES:
-                drops.append((active_fd, active.uncached_below, keep_from - active.uncached_below))
-                active.uncached_below = keep_from
+            evict = active.mark_uncached(active.size - self._cache_window, DROP_STEP_BYTES)
+            if evict is not None:
+                drops.append((active_fd, *evict))
         dirs = []
         if self.dir_dirty:
             dirs.append(os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
@@ -254,32 +246,6 @@ class SegmentSet:
     def has_unsynced_files(self) -> bool:
         """Whether rolled segments or a directory change await an fsync."""
         return bool(self._sync_fds) or self.dir_dirty
-
-    def cut(self, segment: Segment, offset: int, position: int) -> None:
-        """Make ``segment`` the active one ending at batch boundary ``offset`` (at ``position``).
-
-        Later segments are deleted first (renamed, directory fsynced), then the file is cut and
-        fsynced, so a crash never leaves later segments after a shortened one. The caller fixes
-        the segment's times (``reset_times``). Raises OSError.
-        """
-        i = self.segments.index(segment)
-        doomed = self.segments[i + 1 :]
-        renamed = self._rename_deleted(doomed)
-        del self.segments[i + 1 :]
-        del self._bases[i + 1 :]
-        if renamed:
-            fsync_directory(self.directory)
-        if segment.fd is None:
-            segment.open_writer(self.files, create=False)
-            for path in (segment.index_path, segment.time_index_path):
-                path.unlink(missing_ok=True)  # stale now; rewritten when sealed
-        assert segment.fd is not None
-        segment.uncached_below = min(segment.uncached_below, position)
-        os.ftruncate(segment.fd, position)
-        os.fdatasync(segment.fd)
-        segment.truncate_indexes(offset, position)
-        self._unlink(renamed)
-        self._recount()
 
     def delete_oldest(self, count: int) -> list[Segment]:
         """Delete the ``count`` oldest segments (never the active one); return them."""

@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.reader import Slice
+from storage.segment import Slice
 
 #: Batches kept at most, whatever their size.
 MAX_ENTRIES = 1024
@@ -124,7 +124,7 @@ class TailCache:
         return bool(entries) and entries[0].base_offset <= offset < entries[-1].end_offset
 
     def read(self, offset: int, max_bytes: int, limit: int) -> Slice | None:
-        """Like ``reader.read_slice``: whole batches from the one holding ``offset`` (which
+        """Like ``Segment.read_slice``: whole batches from the one holding ``offset`` (which
         ``covers``), up to ``max_bytes`` but at least one, each ending at or below ``limit``;
         None if the first one ends above ``limit``. The data is joined into one bytes object."""
         entries = self._entries

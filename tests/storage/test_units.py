@@ -237,7 +237,7 @@ def test_retention_count_rules(tmp_path: Path) -> None:
     segments = []
     for i, (size, max_time) in enumerate([(100, 10), (100, 20), (100, 30), (50, 40)]):
         seg = Segment(tmp_path, i * 10)
-        seg.size, seg.end_offset, seg.max_time_ms = size, i * 10 + 10, max_time
+        seg.note_batch(0, i * 10, i * 10 + 10, size=size, time_ms=max_time, interval_bytes=4096)
         segments.append(seg)
     by_time = LogConfig(retention_ms=15, retention_bytes=None)
     assert retention_count(segments, by_time, now_ms=36, high_watermark=100) == 2
