@@ -36,7 +36,7 @@ from replication.controller import Controller
 from replication.controller_client import CONTROLLER_PATH, tablet_to_json
 from replication.errors import CommandRejected
 from replication.log_settings import LogSettings, LogSettingsError
-from storage.errors import TabletLogError
+from wire.errors import TabletLogError
 
 Body = dict[str, Any]
 Op = Callable[[Controller, Body], Awaitable[dict[str, Any]]]

@@ -25,8 +25,9 @@ from replication.errors import NoLeader, NotLeader, PeerUnreachable, Replication
 from replication.leader import TabletLeader
 from replication.model import TabletId
 from replication.peer_errors import CONNECTION_ERRORS, peer_unreachable
-from storage.errors import DuplicateSequence, TabletLogError
+from storage.errors import DuplicateSequence
 from storage.results import AppendResult
+from wire.errors import TabletLogError
 
 BATCH_CONTENT_TYPE = "application/vnd.tabletlog.batches"
 ACKS = ("all", "1", "0")

@@ -40,9 +40,10 @@ from replication.protocol import (
 from replication.rules.divergence import divergence_point, epoch_to_reconcile
 from replication.rules.high_watermark import acknowledgeable_offset, follower_high_watermark
 from replication.rules.taint import caught_up_with_leader
-from storage.errors import CorruptBatch, NonContiguousAppend, StorageError, TabletLogError
+from storage.errors import NonContiguousAppend, StorageError
 from storage.group_commit import GroupCommitter
 from storage.log import TabletLog
+from wire.errors import CorruptBatch, TabletLogError
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,7 @@ of HTTP. Thread-safe (plain exception classes).
 
 from __future__ import annotations
 
-from wire.errors import CorruptBatch, TabletLogError
-
-__all__ = ["CorruptBatch", "TabletLogError"]  # re-exported: storage raises them too
+from wire.errors import TabletLogError
 
 
 class StorageError(TabletLogError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from storage.errors import CorruptBatch, CorruptSegment
+from storage.errors import CorruptSegment
 from wire.batch import (
     BODY_POS,
     HEADER_SIZE,
@@ -25,6 +25,7 @@ from wire.batch import (
     parse_header,
     validate_batch,
 )
+from wire.errors import CorruptBatch
 
 PRead = Callable[[int, int], bytes]
 """``pread(size, position) -> bytes`` of one file; shorter only at end of file."""

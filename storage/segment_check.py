@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 
-from storage.errors import CorruptBatch
 from storage.files import FileCache
 from storage.index import OffsetIndex, TimeIndex
 from storage.scan import BatchWalk, PRead
 from storage.segment import Segment
 from wire.batch import HEADER_SIZE, PREFIX_SIZE, crc32c, parse_header
+from wire.errors import CorruptBatch
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from storage.epochs import LeaderEpochCache
-from storage.errors import CorruptBatch, NonContiguousAppend
+from storage.errors import NonContiguousAppend
 from storage.log_checkpoints import LogCheckpoints
 from storage.producers import ProducerStateManager
 from storage.results import AppendResult, LogStats
@@ -31,6 +31,7 @@ from storage.segments import SegmentSet
 from storage.tail_cache import TailCache
 from storage.trimming import LogTrimmer
 from wire.batch import CRC_POS, BatchHeader, stamped_prefix, validate_batch
+from wire.errors import CorruptBatch
 
 Request = list[tuple[int, BatchHeader]]
 """(position in the request, header) of each batch of an append request."""

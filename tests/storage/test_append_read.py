@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import CorruptBatch, NonContiguousAppend, OffsetOutOfRange, StaleLeaderEpoch
+from storage.errors import NonContiguousAppend, OffsetOutOfRange, StaleLeaderEpoch
 from storage.log import TabletLog
 from tests.storage.conftest import FakeClock, make_batch, read_all, values_of
 from wire.batch import CRC_POS, build_batch, iter_headers, parse_header
+from wire.errors import CorruptBatch
 
 OpenLog = Callable[..., TabletLog]
 

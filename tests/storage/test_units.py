@@ -19,7 +19,6 @@ from storage.checkpoint import (
 )
 from storage.config import LogConfig
 from storage.epochs import LeaderEpochCache
-from storage.errors import CorruptBatch
 from storage.files import FileCache, pread_exact, raise_nofile_limit, write_all
 from storage.index import OffsetIndex, TimeIndex
 from storage.layout import list_segment_bases, parse_segment_name, segment_path
@@ -27,6 +26,7 @@ from storage.retention import retention_count
 from storage.scan import BatchWalk
 from storage.segment import Segment
 from wire.batch import build_batch
+from wire.errors import CorruptBatch
 
 
 def test_checkpoint_round_trip_and_atomic_replace(tmp_path: Path) -> None:
