@@ -49,7 +49,7 @@ RUN set -eu; \
     cd /src; \
     /opt/tabletlog/bin/pip install --no-deps $(cat /tmp/pip-source) .; \
     install -m 0644 deploy/healthcheck.py /opt/tabletlog/healthcheck.py; \
-    /opt/tabletlog/bin/python -c "import node, storage, replication, client"
+    /opt/tabletlog/bin/python -c "import wire, node, storage, replication, client"
 
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/tabletlog/bin:$PATH \
