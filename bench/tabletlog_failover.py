@@ -13,6 +13,9 @@ request *sent after it*, as in the NATS failover row.
 Between trials the killed node is restarted and the benchmark waits until every tablet's ISR is
 full again. After each trial the tablet is read back: every acknowledged value must be there,
 and none twice.
+
+``run_failover`` runs the trials on the benchmark's cluster (``bench.tabletlog_harness``; every
+other trial kills the controller's node) and sums them up in the failover row.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from typing import Any
 
 import aiohttp
 
+from bench.report import FAILOVER, Result, median
+from bench.tabletlog_harness import Bench
+from bench.tabletlog_support import SYSTEM
 from testkit.cluster import Cluster
 from testkit.waiting import wait_until
 from wire.batch import build_batch
@@ -230,3 +236,54 @@ async def trial(
     result["lost"] = sum(1 for _, _, v in writer.acked if v not in stored)
     result["duplicates"] = len(values) - len(stored)
     return result
+
+
+def run_failover(bench: Bench) -> Result:
+    """The failover row: median (p50 column) and max (p99 column) of the plan's trials."""
+    p = bench.plan
+    trials: list[dict[str, Any]] = []
+    name = "failover"
+    bench.cluster.create_log(name, tablets=3)
+    deadline = time.monotonic() + 30
+    while not bench.in_sync(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for k in range(p.failover_trials):
+        # every other trial kills the controller's node (a tablet leader there, if any):
+        # tablet failover plus controller failover is the worst case
+        trials.append(
+            asyncio.run(
+                trial(
+                    bench.cluster,
+                    name,
+                    f"t{k}",
+                    controller_leader=k % 2 == 1,
+                    pre_kill_s=p.failover_pre_kill_s,
+                    post_s=p.failover_post_s,
+                )
+            )
+        )
+    times = [t["unavail_s"] for t in trials]
+    ok = [t for t in times if t != float("inf")]
+    lost = sum(t["lost"] for t in trials)
+    dups = sum(t["duplicates"] for t in trials)
+    ctl = [t["unavail_s"] for t in trials if t["was_controller"]]
+    other = [t["unavail_s"] for t in trials if not t["was_controller"]]
+    split = (
+        f"victim also the controller: median {median(ctl):.2f} s ({len(ctl)}), "
+        f"not: {median(other):.2f} s ({len(other)})"
+    )
+    notes = (
+        f"{len(trials)} trials: {' / '.join(f'{t:.2f}' for t in times)} s; p99 column "
+        f"= max; {split}; writer 1 in flight, re-routes through any node; "
+        f"{sum(t['acked'] for t in trials)} acked, {lost} lost, {dups} duplicates; "
+        f"rejoin {median(t['rejoin_s'] for t in trials):.1f} s median"
+    )
+    return Result(
+        "kill -9 tablet leader -> first ack",
+        SYSTEM,
+        FAILOVER,
+        p50_ms=median(ok) * 1e3 if ok else None,
+        p99_ms=max(times) * 1e3,
+        notes=notes,
+        extra={"trials": trials},
+    )
