@@ -127,6 +127,13 @@ class InvalidProducerEpoch(ServerError):
     code = "invalid_producer_epoch"
 
 
+class UnknownProducer(ServerError):
+    """The batches' producer id came without its valid token (the cluster did not issue it, or
+    its secret changed): nothing was written. The producer inits a new id and renumbers."""
+
+    code = "unknown_producer"
+
+
 class NotEnoughReplicas(ServerError):
     """Fewer in-sync replicas than ``min_insync_replicas``: nothing was written; retry later."""
 

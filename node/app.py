@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node import admin_api, data_api, peer_api, replicate_api
+from node import admin_api, data_api, peer_api, producer_api, replicate_api
 from node.context import CONTEXT, NodeContext
 from node.controller_api import controller_routes
 from node.http_errors import Handler, error_middleware, error_response
@@ -29,6 +29,7 @@ def build_app(ctx: NodeContext) -> web.Application:
     app.add_routes(admin_api.routes())
     app.add_routes(data_api.routes())
     app.add_routes(peer_api.routes())
+    app.add_routes(producer_api.routes())
     app.add_routes(replicate_api.routes())
     app.add_routes(controller_routes(ctx.controller, ctx.config.secret, ctx.config.log_defaults))
     return app

@@ -25,6 +25,7 @@ from node.produce import (
     route_produce,
     wait_for_new_view,
 )
+from node.producer_api import checked_producer_token
 from replication.errors import NoLeader, PeerUnreachable
 from replication.leader import TabletLeader
 from replication.model import TabletId
@@ -57,9 +58,10 @@ async def produce_binary(request: web.Request) -> web.Response:
     body = await request.read()
     if not body:
         raise bad_request("the body must hold at least one record batch")
+    token = checked_producer_token(request, body)  # before routing: refused means not written
     started = time.perf_counter()
     outcome = await route_produce(
-        ctx, tablet, body, acks, timeout_s, allow_forward=may_forward(request)
+        ctx, tablet, body, acks, timeout_s, allow_forward=may_forward(request), producer_token=token
     )
     ctx.metrics.observe_produce(
         tablet.log,

@@ -25,6 +25,7 @@ from replication.errors import NoLeader, NotLeader, PeerUnreachable, Replication
 from replication.leader import TabletLeader
 from replication.model import TabletId
 from replication.peer_errors import CONNECTION_ERRORS, peer_unreachable
+from replication.producer_ids import PRODUCER_TOKEN_HEADER
 from storage.errors import DuplicateSequence
 from storage.results import AppendResult
 from wire.errors import TabletLogError
@@ -92,8 +93,13 @@ async def route_produce(
     timeout_s: float,
     *,
     allow_forward: bool,
+    producer_token: str | None = None,
 ) -> ProduceOutcome:
-    """Append ``body`` (whole batches) to ``tablet`` wherever its leader is."""
+    """Append ``body`` (whole batches) to ``tablet`` wherever its leader is.
+
+    ``producer_token``: the checked token of the batches' producer id, passed on when
+    forwarding (the leader checks it again, node/producer_api.py).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
@@ -116,7 +122,9 @@ async def route_produce(
                     leader=info.leader,
                     leader_address=address,
                 )
-            return await _forward_batches(ctx, address, tablet, body, acks, remaining)
+            return await _forward_batches(
+                ctx, address, tablet, body, acks, remaining, producer_token
+            )
         except (NoLeader, NotLeader, PeerUnreachable, ApiError) as exc:
             # A forwarded request answers at once: the node that forwarded it holds the
             # deadline and re-routes when its own view changes.
@@ -149,13 +157,21 @@ async def wait_for_new_view(ctx: NodeContext, timeout_s: float) -> None:
 
 
 async def _forward_batches(
-    ctx: NodeContext, address: str, tablet: TabletId, body: bytes, acks: str, timeout_s: float
+    ctx: NodeContext,
+    address: str,
+    tablet: TabletId,
+    body: bytes,
+    acks: str,
+    timeout_s: float,
+    producer_token: str | None,
 ) -> ProduceOutcome:
     url = (
         f"http://{address}/v1/logs/{tablet.log}/tablets/{tablet.index}/batches"
         f"?acks={acks}&timeout_ms={max(int(timeout_s * 1000), 1)}"
     )
     headers = {NO_FORWARD_HEADER: "1", "Content-Type": BATCH_CONTENT_TYPE}
+    if producer_token is not None:
+        headers[PRODUCER_TOKEN_HEADER] = producer_token
     try:
         async with ctx.session.post(
             url,

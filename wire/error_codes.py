@@ -53,6 +53,11 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("corrupt_batch", 400, "a batch fails its length or checksum check"),
     ErrorCode("offset_out_of_range", 400, "an offset outside [start_offset, end_offset)"),
     ErrorCode("unauthorized", 401, "a valid token (or the cluster secret) is required"),
+    ErrorCode(
+        "unknown_producer",
+        403,
+        "batches carry a producer id without its valid token: init one with POST /v1/producers",
+    ),
     ErrorCode("not_found", 404, "no such log, tablet, group or node"),
     ErrorCode("already_exists", 409, "a log of that name exists already"),
     ErrorCode("out_of_order_sequence", 409, "an idempotent producer's sequence has a gap"),
