@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from storage.producers import DEFAULT_EXPIRATION_MS, DEFAULT_MAX_PRODUCERS
+
 FsyncPolicy = Literal["always", "never"] | int
 """``always``: an append is durable before it is acknowledged (group commit);
 ``never``: leave flushing to the OS; an int: fsync at most that many milliseconds after a write."""
@@ -34,6 +36,17 @@ class LogConfig:
     further behind read from disk. None leaves caching to the kernel; no effect with
     ``fsync: never`` (pages are never known to be clean)."""
 
+    max_producer_ids: int = DEFAULT_MAX_PRODUCERS
+    """Idempotent producers remembered per tablet replica; beyond it the least recently written
+    is forgotten (its retries are then no longer recognised as duplicates). Ids are free to
+    init, so this bounds what strangers can make a replica hold: measured ~1.7 KiB of memory
+    and ~0.2 KiB of ``producer-state`` snapshot per producer with 5 remembered batches (~17 MiB
+    and ~1.7 MiB at the default), while real deployments have far fewer producers writing one
+    tablet within the expiration time; LRU evicts short-lived sessions (CLI runs) first."""
+    producer_id_expiration_ms: int | None = DEFAULT_EXPIRATION_MS
+    """A producer that has not written for this long is forgotten (at the next roll, close or
+    open), as Kafka's ``producer.id.expiration.ms`` (default 1 day); None keeps them."""
+
     def __post_init__(self) -> None:
         if self.segment_bytes < 1024:
             raise ValueError("segment_bytes must be at least 1024")
@@ -55,3 +68,7 @@ class LogConfig:
             raise ValueError("tail_cache_bytes must be >= 0")
         if self.page_cache_window_bytes is not None and self.page_cache_window_bytes < 0:
             raise ValueError("page_cache_window_bytes must be >= 0 or null")
+        if self.max_producer_ids < 1:
+            raise ValueError("max_producer_ids must be positive")
+        if self.producer_id_expiration_ms is not None and self.producer_id_expiration_ms <= 0:
+            raise ValueError("producer_id_expiration_ms must be positive or null")

@@ -120,7 +120,12 @@ class TabletLog:
         owns = files is None
         cache = files if files is not None else FileCache()
         found = recover(
-            directory, config, cache, truncate_corrupt=truncate_corrupt, full_scan=full_scan
+            directory,
+            config,
+            cache,
+            truncate_corrupt=truncate_corrupt,
+            full_scan=full_scan,
+            clock_ms=clock_ms,
         )
         self = cls(
             directory,

@@ -67,7 +67,9 @@ class LogCheckpoints:
     def save_producers(
         self, producers: ProducerStateManager, end_offset: int, *, sync: bool = True
     ) -> None:
-        """Write the producer state as of ``end_offset`` (fsynced only with ``sync``)."""
+        """Expire idle producers, then write the state as of ``end_offset`` (fsynced only with
+        ``sync``)."""
+        producers.expire_idle()
         path = self._directory / layout.PRODUCER_STATE_FILE
         write_checkpoint(path, PRODUCER_KIND, producers.snapshot_lines(end_offset), sync=sync)
         self._snapshot_offset = end_offset

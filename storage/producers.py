@@ -18,27 +18,49 @@ producer if none is left; after a crash, producers that wrote only before the of
 the last ``producer-state`` snapshot and the scan after it are unknown. A forgotten producer's
 next batch is accepted at any sequence, so a retry of a batch written long ago can be duplicated.
 
+Bounds (anyone may init producer ids, so the state must not grow with them): at most
+``max_producers`` ids per log, the least recently written evicted first (Kafka bounds nothing
+per partition; this is cheap insurance), and ids whose last write (the leader's append time of
+their newest batch) is ``expiration_ms`` or more before the clock are expired (Kafka's
+``producer.id.expiration.ms``) whenever the state is snapshotted (roll, close) and after it is
+loaded. Both count in ``evicted`` / ``expired``. The dict is kept in least-recently-written
+order, so eviction is O(1) and a snapshot restores that order.
+
 Checkpoint ``producer-state`` (checkpoint.py format, kind ``producer-state``): first line
-``offset <N>`` (the state as of log end offset N), then one line per producer:
-``<producer_id> <epoch> <base_seq>:<last_seq>:<base_offset>:<end_offset> ...`` oldest batch first.
-Written when a segment is rolled and when the log is closed; loaded on open, then the batches from
-N to the log end are replayed from their headers (recovery.py).
+``offset <N>`` (the state as of log end offset N), then one line per producer, least recently
+written first: ``<producer_id> <epoch> <last_write_ms> <base_seq>:<last_seq>:<base_offset>:
+<end_offset> ...`` oldest batch first (files written before the bounds existed lack
+``<last_write_ms>``: their producers count as written when loaded). Written when a segment is
+rolled and when the log is closed; loaded on open, then the batches from N to the log end are
+replayed from their headers (recovery.py).
 
 Not thread-safe: owned by one log on the event-loop thread.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from storage.errors import DuplicateSequence, InvalidProducerEpoch, OutOfOrderSequence
 from wire.batch import NO_SEQUENCE, BatchHeader
 from wire.limits import MAX_BATCHES
 
+log = logging.getLogger(__name__)
+
 SEQUENCE_MODULUS = 1 << 31
 KIND = "producer-state"
+DEFAULT_MAX_PRODUCERS = 10_000
+DEFAULT_EXPIRATION_MS = 24 * 3600 * 1000  # Kafka's producer.id.expiration.ms
+_LOG_EVICTIONS_EVERY = 1000  # an eviction storm logs one line per this many evictions
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the Unix epoch (the default clock of expiry)."""
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +75,12 @@ class BatchMetadata:
 
 @dataclass(slots=True)
 class ProducerEntry:
-    """A producer's epoch and its last batches, oldest first (never empty)."""
+    """A producer's epoch, its last batches (oldest first, never empty) and when it last wrote
+    (ms since the epoch: the leader's append time of its newest batch)."""
 
     epoch: int
     batches: deque[BatchMetadata]
+    last_write_ms: int = 0
 
 
 def last_sequence(h: BatchHeader) -> int:
@@ -69,10 +93,29 @@ def _is_idempotent(h: BatchHeader) -> bool:
 
 
 class ProducerStateManager:
-    """producer_id -> ProducerEntry, with the leader's checks and the followers' updates."""
+    """producer_id -> ProducerEntry, with the leader's checks and the followers' updates.
 
-    def __init__(self) -> None:
-        self._producers: dict[int, ProducerEntry] = {}
+    ``max_producers`` and ``expiration_ms`` (None: never) bound the state (module docstring);
+    ``clock_ms`` is read only by :meth:`expire_idle` and when loading an old snapshot.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_producers: int = DEFAULT_MAX_PRODUCERS,
+        expiration_ms: int | None = DEFAULT_EXPIRATION_MS,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        if max_producers < 1:
+            raise ValueError("max_producers must be positive")
+        if expiration_ms is not None and expiration_ms <= 0:
+            raise ValueError("expiration_ms must be positive or None")
+        self._producers: dict[int, ProducerEntry] = {}  # least recently written first
+        self._max_producers = max_producers
+        self._expiration_ms = expiration_ms
+        self._clock_ms = clock_ms
+        self.evicted = 0  # producers forgotten because the state was full (since open)
+        self.expired = 0  # producers forgotten because they were idle (since open)
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -133,16 +176,43 @@ class ProducerStateManager:
         pending[pid] = (epoch, last_sequence(h))
         return None
 
-    def update(self, h: BatchHeader, base_offset: int, end_offset: int) -> None:
-        """Record a written batch (leader or follower) that landed at [base_offset, end_offset)."""
+    def update(
+        self, h: BatchHeader, base_offset: int, end_offset: int, append_time_ms: int
+    ) -> None:
+        """Record a written batch (leader or follower) that landed at [base_offset, end_offset)
+        at ``append_time_ms``; evicts the least recently written producer beyond the bound."""
         if not _is_idempotent(h):
             return
-        entry = self._producers.get(h.producer_id)
+        producers = self._producers
+        entry = producers.pop(h.producer_id, None)  # re-inserted last: most recently written
         if entry is None or entry.epoch != h.producer_epoch:
             entry = ProducerEntry(h.producer_epoch, deque(maxlen=MAX_BATCHES))
-            self._producers[h.producer_id] = entry
+        producers[h.producer_id] = entry
         meta = BatchMetadata(h.base_sequence, last_sequence(h), base_offset, end_offset)
         entry.batches.append(meta)
+        entry.last_write_ms = max(entry.last_write_ms, append_time_ms)
+        if len(producers) > self._max_producers:
+            del producers[next(iter(producers))]
+            self.evicted += 1
+            if self.evicted % _LOG_EVICTIONS_EVERY == 1:
+                log.warning(
+                    "producer state full (%d ids): evicting the least recently written "
+                    "(%d evicted so far); their retries are no longer recognised",
+                    self._max_producers,
+                    self.evicted,
+                )
+
+    def expire_idle(self) -> int:
+        """Forget producers whose last write is ``expiration_ms`` or more before the clock;
+        return how many."""
+        if self._expiration_ms is None or not self._producers:
+            return 0
+        cutoff = self._clock_ms() - self._expiration_ms
+        gone = [p for p, e in self._producers.items() if e.last_write_ms <= cutoff]
+        for pid in gone:
+            del self._producers[pid]
+        self.expired += len(gone)
+        return len(gone)
 
     def truncate_from_end(self, offset: int) -> None:
         """Forget batches at or above ``offset``, and producers left with none."""
@@ -164,33 +234,46 @@ class ProducerStateManager:
         self._producers.clear()
 
     def snapshot_lines(self, offset: int) -> list[str]:
-        """Checkpoint lines for the state as of log end offset ``offset``."""
+        """Checkpoint lines for the state as of log end offset ``offset`` (LRU order)."""
         lines = [f"offset {offset}"]
-        for pid, entry in sorted(self._producers.items()):
+        for pid, entry in self._producers.items():
             batches = " ".join(
                 f"{b.base_sequence}:{b.last_sequence}:{b.base_offset}:{b.end_offset}"
                 for b in entry.batches
             )
-            lines.append(f"{pid} {entry.epoch} {batches}")
+            lines.append(f"{pid} {entry.epoch} {entry.last_write_ms} {batches}")
         return lines
 
-    @classmethod
-    def from_snapshot(cls, lines: list[str]) -> tuple[ProducerStateManager, int] | None:
-        """(state, offset it is as of) from checkpoint lines, or None if they are malformed."""
+    def load_snapshot(self, lines: list[str]) -> int | None:
+        """Replace the state by checkpoint lines; return the offset they are as of, or None
+        (the state left empty) if they are malformed. Keeps at most ``max_producers`` (the
+        most recently written, the file's last lines)."""
+        self._producers.clear()
         if not lines or not lines[0].startswith("offset "):
             return None
-        state = cls()
+        loaded_at: int | None = None
         try:
             offset = int(lines[0].split()[1])
             for line in lines[1:]:
-                pid_text, epoch_text, *batches = line.split()
-                entry = ProducerEntry(int(epoch_text), deque(maxlen=MAX_BATCHES))
-                for item in batches:
+                pid_text, epoch_text, *rest = line.split()
+                if rest and ":" not in rest[0]:
+                    last_write_ms = int(rest.pop(0))
+                else:  # a file from before the bounds: count it as written now
+                    loaded_at = self._clock_ms() if loaded_at is None else loaded_at
+                    last_write_ms = loaded_at
+                entry = ProducerEntry(int(epoch_text), deque(maxlen=MAX_BATCHES), last_write_ms)
+                for item in rest:
                     bs, ls, bo, eo = (int(x) for x in item.split(":"))
                     entry.batches.append(BatchMetadata(bs, ls, bo, eo))
                 if not entry.batches:
+                    self._producers.clear()
                     return None
-                state._producers[int(pid_text)] = entry
+                self._producers.pop(int(pid_text), None)
+                self._producers[int(pid_text)] = entry
         except ValueError:
+            self._producers.clear()
             return None
-        return state, offset
+        while len(self._producers) > self._max_producers:
+            del self._producers[next(iter(self._producers))]
+            self.evicted += 1
+        return offset

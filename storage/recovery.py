@@ -48,7 +48,7 @@ from storage.errors import CorruptSegment
 from storage.files import FileCache
 from storage.log_checkpoints import HW_KIND, START_KIND, LogCheckpoints, read_clean_marker
 from storage.producers import KIND as PRODUCER_KIND
-from storage.producers import ProducerStateManager
+from storage.producers import ProducerStateManager, wall_clock_ms
 from storage.segment import Segment
 from storage.segment_check import SegmentDamaged, check_closed, recover_active
 from wire.batch import BatchHeader
@@ -79,8 +79,11 @@ def recover(
     *,
     truncate_corrupt: bool,
     full_scan: bool,
+    clock_ms: Callable[[], int] = wall_clock_ms,
 ) -> Recovered:
     """Load (creating if missing) and repair the log in ``directory``; see the module docstring.
+
+    ``clock_ms`` (ms since the epoch) decides which idle producers have expired.
 
     Raises CorruptSegment for corruption in a closed segment unless ``truncate_corrupt``;
     OSError for I/O failures.
@@ -114,8 +117,13 @@ def recover(
     segments[-1].open_writer(files, create=not segments[-1].path.exists())
     end = segments[-1].end_offset
     hw = min(max(hw_ckpt if hw_ckpt is not None else start, start), end)
+    producers = ProducerStateManager(
+        max_producers=config.max_producer_ids,
+        expiration_ms=config.producer_id_expiration_ms,
+        clock_ms=clock_ms,
+    )
     epochs, producers, snapshot_offset = _load_states(
-        directory, segments, files, start, clean=stats.clean
+        directory, segments, files, start, producers, clean=stats.clean
     )
     _make_durable(directory, segments[-1], marker_existed=marker is not None, clean=stats.clean)
     return Recovered(
@@ -199,11 +207,17 @@ def _marker_end(marker: tuple[int, int, int] | None, last: Segment) -> int | Non
 
 
 def _load_states(
-    directory: Path, segments: list[Segment], files: FileCache, start: int, *, clean: bool
+    directory: Path,
+    segments: list[Segment],
+    files: FileCache,
+    start: int,
+    producers: ProducerStateManager,
+    *,
+    clean: bool,
 ) -> tuple[LeaderEpochCache, ProducerStateManager, int | None]:
     end = segments[-1].end_offset
     epochs, epochs_ok = LeaderEpochCache.load(directory / layout.LEADER_EPOCHS_FILE)
-    producers, replay_from, snapshot_offset = _load_producers(directory, segments, end)
+    replay_from, snapshot_offset = _load_producers(directory, segments, end, producers)
     rebuild_epochs = not epochs_ok and end > segments[0].base_offset
     if rebuild_epochs:
         log.warning("%s: rebuilding the leader-epoch cache from batch headers", directory)
@@ -214,7 +228,7 @@ def _load_states(
     def visit(h: BatchHeader) -> None:
         nonlocal changed
         if h.base_offset >= replay_from:
-            producers.update(h, h.base_offset, h.end_offset)
+            producers.update(h, h.base_offset, h.end_offset, h.append_time_ms)
         latest = epochs.latest_epoch
         if (rebuild_epochs or not clean) and h.leader_epoch > (-1 if latest is None else latest):
             changed |= epochs.assign(h.leader_epoch, h.base_offset, persist=False)
@@ -225,20 +239,23 @@ def _load_states(
     if changed or rebuild_epochs:
         epochs.persist()
     producers.drop_below(start)
+    producers.expire_idle()
     return epochs, producers, snapshot_offset
 
 
 def _load_producers(
-    directory: Path, segments: list[Segment], end: int
-) -> tuple[ProducerStateManager, int, int | None]:
-    """(state, offset to replay headers from, offset of the usable snapshot or None)."""
+    directory: Path, segments: list[Segment], end: int, producers: ProducerStateManager
+) -> tuple[int, int | None]:
+    """Load the snapshot into ``producers`` (empty when unusable); return (offset to replay
+    headers from, offset of the usable snapshot or None)."""
     lines = read_checkpoint(directory / layout.PRODUCER_STATE_FILE, PRODUCER_KIND)
-    loaded = ProducerStateManager.from_snapshot(lines) if lines is not None else None
-    if loaded is not None and segments[0].base_offset <= loaded[1] <= end:
-        return loaded[0], loaded[1], loaded[1]
+    loaded = producers.load_snapshot(lines) if lines is not None else None
+    if loaded is not None and segments[0].base_offset <= loaded <= end:
+        return loaded, loaded
     # No usable snapshot: rebuild from the last two segments (bounded work); older producers
     # are forgotten (see producers.py).
-    return ProducerStateManager(), segments[max(len(segments) - 2, 0)].base_offset, None
+    producers.clear()
+    return segments[max(len(segments) - 2, 0)].base_offset, None
 
 
 def replay_headers(

@@ -137,8 +137,8 @@ class LogWriter:
             [b for _h, _p, buffers in parts for b in buffers], [placed for _h, placed, _b in parts]
         )
         stats, tail, producers = self._stats, self._tail, self._producers
-        for h, (base, end, size, _time), buffers in parts:
-            producers.update(h, base, end)
+        for h, (base, end, size, append_time), buffers in parts:
+            producers.update(h, base, end, append_time)
             stats.appended_bytes += size
             tail.add(base, end, position, size, buffers)
             position += size

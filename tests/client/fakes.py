@@ -256,5 +256,5 @@ class IdempotentLeader:
         for pos, h in iter_headers(data):
             start = len(log)
             log.extend(r.value for r in iter_records(data[pos : pos + h.size]))
-            state.update(h, start, len(log))
+            state.update(h, start, len(log), 0)
         return base, len(log), False

@@ -145,16 +145,16 @@ def test_follower_appends_update_producer_state(open_log: OpenLog, tmp_path: Pat
 def test_manager_snapshot_round_trip_and_drop_below() -> None:
     state = ProducerStateManager()
     for i in range(7):
-        state.update(parse_header(pbatch(2 * i)), 2 * i, 2 * i + 2)
-    state.update(parse_header(pbatch(0, pid=5, epoch=3)), 14, 16)
+        state.update(parse_header(pbatch(2 * i)), 2 * i, 2 * i + 2, 1000 + i)
+    state.update(parse_header(pbatch(0, pid=5, epoch=3)), 14, 16, 2000)
     lines = state.snapshot_lines(16)
-    loaded = ProducerStateManager.from_snapshot(lines)
-    assert loaded is not None
-    copy, offset = loaded
-    assert offset == 16 and copy.snapshot_lines(16) == lines
+    copy = ProducerStateManager()
+    assert copy.load_snapshot(lines) == 16 and copy.snapshot_lines(16) == lines
     entry = copy.get(42)
     assert entry is not None and len(entry.batches) == MAX_BATCHES
+    assert entry.last_write_ms == 1006
     copy.drop_below(14)
     assert copy.get(42) is None and copy.get(5) is not None
-    assert ProducerStateManager.from_snapshot(["offset x"]) is None
-    assert ProducerStateManager.from_snapshot(["offset 1", "1 2"]) is None
+    assert ProducerStateManager().load_snapshot(["offset x"]) is None
+    assert ProducerStateManager().load_snapshot(["offset 1", "1 2"]) is None
+    assert ProducerStateManager().load_snapshot(["offset 1", "1 2 3"]) is None
