@@ -7,12 +7,14 @@ error); a record's ``(tablet, offset)`` is computed only when someone asks. So t
 cost is one tuple and one small object, and completing a batch of thousands of records is one
 ``set_result``.
 
-Numbering: each ``TabletQueue`` holds a producer id and the next sequence number of its tablet.
-A batch is numbered and encoded (``wire.batch.build_batch``) exactly once, when it is first
-sent; its bytes never change afterwards, so every retry resends the same sequence and the leader
-answers a duplicate with the original offsets. The one exception is a batch of an abandoned
-session (see ``client.producer``) that the leader proved it never wrote: ``restamp`` moves it
-to the current session (new producer id and sequence, checksum recomputed).
+Numbering: each ``TabletQueue`` holds a producer identity issued by the cluster (id, epoch and
+the token that proves it, ``POST /v1/producers``; none while a new one is being fetched) and the
+next sequence number of its tablet. A batch is numbered and encoded (``wire.batch.build_batch``)
+exactly once, when it is first sent, and keeps the token of its identity; its bytes never change
+afterwards, so every retry resends the same sequence and the leader answers a duplicate with the
+original offsets. The one exception is a batch of an abandoned session (see ``client.producer``)
+that the leader proved it never wrote: ``restamp`` moves it to the current session (new producer
+id and sequence, checksum recomputed).
 
 Not thread-safe: touched only by ``Producer.send`` and the tablet's sender, on one event loop.
 """
@@ -20,7 +22,6 @@ Not thread-safe: touched only by ``Producer.send`` and the tablet's sender, on o
 from __future__ import annotations
 
 import asyncio
-import secrets
 import struct
 import time
 from collections import deque
@@ -28,7 +29,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.models import RecordMetadata
+from client.models import ProducerIdentity, RecordMetadata
 from wire.batch import (
     BODY,
     BODY_POS,
@@ -45,11 +46,6 @@ Data = bytes | bytearray | memoryview | str
 
 SEQUENCE_MAX = 2**31 - 1  # base_sequence is a signed 32-bit field
 RECORD_OVERHEAD_BYTES = 16  # varints and attributes of one record, a generous estimate
-
-
-def new_producer_id() -> int:
-    """A random positive 62-bit producer id (collisions between producers are negligible)."""
-    return secrets.randbits(62) or 1
 
 
 def to_bytes(data: Data | None) -> bytes | None:
@@ -80,9 +76,11 @@ class ProducerBatch:
         "created_at",
         "deadline",
         "future",
+        "needs_restamp",
         "number",
         "payload",
         "producer_id",
+        "producer_token",
         "records",
         "retry_at",
         "sent_alone",
@@ -104,6 +102,8 @@ class ProducerBatch:
         self.deadline = deadline
         self.payload: bytes | None = None
         self.producer_id = NO_PRODUCER_ID
+        self.producer_token: str | None = None  # of the identity it was numbered in
+        self.needs_restamp = False  # proven unwritten: renumber into the current session
         self.attempts = 0
         self.sent_at = 0.0  # the first attempt's start
         self.retry_at = 0.0
@@ -177,11 +177,15 @@ class TabletQueue:
     to be resent, in ``number`` order. ``session_acked``: a batch of the current producer id has
     been acknowledged (until then the leader may not know the id, so batches go one at a time).
     ``recovering``: an attempt failed; batches go one at a time until one sent alone (with
-    nothing in flight) is acknowledged.
+    nothing in flight) is acknowledged. ``producer_id`` is -1 until the tablet's sender adopted an
+    identity (and again after ``new_session``); ``had_session``: one was adopted before.
     """
 
     tablet: int
-    producer_id: int
+    producer_id: int = NO_PRODUCER_ID
+    producer_epoch: int = 0
+    producer_token: str | None = None
+    had_session: bool = False
     next_sequence: int = 0
     batches: deque[ProducerBatch] = field(default_factory=deque)
     open: ProducerBatch | None = None
@@ -216,10 +220,32 @@ class TabletQueue:
         self.retry.sort(key=lambda b: b.number)
 
     def new_session(self) -> None:
-        """Forget the sequence state: a fresh producer id numbering from 0."""
-        self.producer_id = new_producer_id()
+        """Forget the identity and sequence state: the sender fetches a fresh producer id
+        (numbering from 0) before it numbers anything again."""
+        self.producer_id = NO_PRODUCER_ID
+        self.producer_token = None
         self.next_sequence = 0
         self.session_acked = False
+
+    def adopt(self, identity: ProducerIdentity) -> None:
+        """Start numbering from 0 under ``identity`` (issued by the cluster)."""
+        self.producer_id = identity.producer_id
+        self.producer_epoch = identity.producer_epoch
+        self.producer_token = identity.producer_token
+        self.had_session = True
+        self.next_sequence = 0
+        self.session_acked = False
+
+    def needs_identity(self) -> bool:
+        """No identity, and a batch waits to be numbered (queued, or failed and proven
+        unwritten): the sender must fetch one first."""
+        return self.producer_id == NO_PRODUCER_ID and (
+            bool(self.batches) or any(b.needs_restamp for b in self.retry)
+        )
+
+    def sequence_room(self, count: int) -> bool:
+        """Whether ``count`` more records fit in this session's sequence numbers."""
+        return self.next_sequence + count <= SEQUENCE_MAX
 
     def encode(self, batch: ProducerBatch, *, idempotent: bool) -> None:
         """Number (with ``idempotent``) and encode ``batch``; its records are dropped."""
@@ -235,6 +261,7 @@ class TabletQueue:
             base_sequence=base_sequence,
         )
         batch.producer_id = producer_id
+        batch.producer_token = self.producer_token if idempotent else None
         batch.count = count
         batch.records = []
 
@@ -259,14 +286,17 @@ class TabletQueue:
         struct.pack_into(">I", buf, CRC_POS, crc32c(memoryview(buf)[BODY_POS:]))
         batch.payload = bytes(buf)
         batch.producer_id = producer_id
+        batch.producer_token = self.producer_token
+        batch.needs_restamp = False
 
     def _take_sequences(self, count: int) -> tuple[int, int, int]:
-        """(producer id, epoch, base sequence) for ``count`` records of the current session."""
-        if self.next_sequence + count > SEQUENCE_MAX:
-            self.new_session()
+        """(producer id, epoch, base sequence) for ``count`` records of the current session,
+        which must have an identity and room for them (the sender sees to both)."""
+        if self.producer_id == NO_PRODUCER_ID or not self.sequence_room(count):
+            raise RuntimeError("numbering without a producer identity or sequence room")
         base = self.next_sequence
         self.next_sequence += count
-        return self.producer_id, 0, base
+        return self.producer_id, self.producer_epoch, base
 
 
 __all__ = [
@@ -275,7 +305,6 @@ __all__ = [
     "Delivery",
     "ProducerBatch",
     "TabletQueue",
-    "new_producer_id",
     "record_size",
     "to_bytes",
 ]

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from client.consumer import Consumer, Reset, Start
 from client.errors import ClientError, NotFound, ProtocolError
 from client.metadata import Metadata, log_path
-from client.models import ClusterInfo, LogDescription, LogStatus, Status
+from client.models import ClusterInfo, LogDescription, LogStatus, ProducerIdentity, Status
 from client.producer import DEFAULT_MAX_BATCH_BYTES, Acks, Producer
 from client.transport import HttpTransport, Response, Transport
 
@@ -162,6 +162,12 @@ class AsyncClient:
 
     # -----------------------------------------------------------------------------------------
     # producers and consumers
+
+    async def init_producer(self) -> ProducerIdentity:
+        """``POST /v1/producers``: a new idempotent-producer id, epoch and token from the
+        cluster (any node issues them). Idempotent producers call it once per session."""
+        answer = await self._call("POST", "/v1/producers", json_body={})
+        return ProducerIdentity.parse(answer.json_object())
 
     def producer(
         self,

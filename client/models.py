@@ -20,6 +20,7 @@ __all__ = [
     "LogDescription",
     "LogStatus",
     "NodeInfo",
+    "ProducerIdentity",
     "Record",
     "RecordMetadata",
     "Status",
@@ -35,6 +36,40 @@ class RecordMetadata(NamedTuple):
 
     tablet: int
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerIdentity:
+    """``POST /v1/producers``: an idempotent-producer id issued by the cluster, its epoch and
+    the token that proves it on every produce request (``X-Tabletlog-Producer-Token``)."""
+
+    producer_id: int
+    producer_epoch: int
+    producer_token: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "producer_id": self.producer_id,
+            "producer_epoch": self.producer_epoch,
+            "producer_token": self.producer_token,
+        }
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> ProducerIdentity:
+        producer_id, epoch = raw.get("producer_id"), raw.get("producer_epoch")
+        token = raw.get("producer_token")
+        if (
+            not isinstance(producer_id, int)
+            or isinstance(producer_id, bool)
+            or not 0 < producer_id < 1 << 63
+            or not isinstance(epoch, int)
+            or isinstance(epoch, bool)
+            or not 0 <= epoch < 1 << 15
+            or not isinstance(token, str)
+            or not token
+        ):
+            raise ProtocolError(f"not a producer identity: {dict(raw)!r}")
+        return cls(producer_id, epoch, token)
 
 
 @dataclass(frozen=True, slots=True)

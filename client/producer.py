@@ -9,8 +9,9 @@ are in flight at a time, so batches leave while the application keeps producing,
 yields to the event loop whenever it closes a full batch (and every few hundred records), so
 the sender tasks run even when the caller never waits for anything.
 
-Idempotence (on by default): the producer picks a random positive 62-bit producer id and numbers
-each tablet's records from 0, so a retried batch is recognised by the leader and answered with
+Idempotence (on by default): the producer asks the cluster for a producer id and its token
+(``POST /v1/producers``) before its first batch, sends the token with every batch (so nobody
+else can write as this producer) and numbers each tablet's records from 0, so a retried batch is recognised by the leader and answered with
 its original offsets instead of being appended twice. How several batches in flight stay in
 order and exactly once across failures is explained in ``client.sender``. Without idempotence a
 write whose outcome is unknown (a timeout) is not retried, and ``max_in_flight_per_tablet``
@@ -36,13 +37,12 @@ from client.accumulator import (
     Delivery,
     ProducerBatch,
     TabletQueue,
-    new_producer_id,
     to_bytes,
 )
 from client.errors import NotFound, PayloadTooLarge, ProducerClosed
 from client.models import RecordMetadata
 from client.sender import Acks, Sender
-from wire.batch import HEADER_SIZE, MAX_BATCH_BYTES, NO_PRODUCER_ID
+from wire.batch import HEADER_SIZE, MAX_BATCH_BYTES
 from wire.limits import MAX_BATCHES
 from wire.partitioning import tablet_for_key
 
@@ -56,7 +56,6 @@ __all__ = [
     "Delivery",
     "Producer",
     "ProducerStats",
-    "new_producer_id",
 ]
 
 DEFAULT_MAX_BATCH_BYTES = 256 * 1024
@@ -117,7 +116,6 @@ class Producer:
         self._max_in_flight = max_in_flight_per_tablet
         self._delivery_timeout_s = delivery_timeout_s
         self._max_buffer_bytes = max_buffer_bytes
-        self._producer_id = new_producer_id() if idempotent else NO_PRODUCER_ID
         self._tablets: dict[int, TabletQueue] = {}
         self._round_robin = random.randrange(1 << 16)
         self._buffered_bytes = 0
@@ -149,8 +147,9 @@ class Producer:
 
     @property
     def producer_id(self) -> int:
-        """The producer id the session started with (-1 without idempotence)."""
-        return self._producer_id
+        """The producer id the cluster issued to the session (-1 without idempotence, or
+        before the first batch was numbered)."""
+        return self._sender.producer_id
 
     @property
     def max_in_flight_per_tablet(self) -> int:
@@ -305,7 +304,7 @@ class Producer:
     def _state(self, tablet: int) -> TabletQueue:
         state = self._tablets.get(tablet)
         if state is None:
-            state = TabletQueue(tablet, self._producer_id)
+            state = TabletQueue(tablet)
             self._tablets[tablet] = state
         if state.task is None or state.task.done():
             state.task = asyncio.get_running_loop().create_task(

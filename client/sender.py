@@ -1,7 +1,9 @@
 """Delivery of a producer's batches: one sender task per tablet, several batches in flight.
 
-Idempotence (on by default): the producer picks a random positive 62-bit producer id; per tablet
-it numbers records from 0 (a batch's ``base_sequence`` is the sequence of its first record),
+Idempotence (on by default): the producer gets a producer id from the cluster
+(``POST /v1/producers``, once per producer; each later session of a tablet gets its own), with
+a token sent along with every batch numbered under it (``X-Tabletlog-Producer-Token``: nobody
+else can write with the id). Per tablet it numbers records from 0 (a batch's ``base_sequence`` is the sequence of its first record),
 numbering and encoding a batch once, when it is first sent, so a retry resends the same bytes
 and the leader answers a duplicate with the original offsets instead of appending again. The
 leader remembers a producer's last 5 batches and rejects a sequence gap with
@@ -30,6 +32,11 @@ leader remembers a producer's last 5 batches and rejects a sequence gap with
   at a time, before anything new is numbered: each is either acknowledged (it was written, or
   follows one that was) or proven unwritten by ``out_of_order_sequence`` and renumbered into the
   new session, so none is written twice and the order is kept.
+
+* ``unknown_producer`` (the cluster does not accept the token: its secret changed) proves the
+  request wrote nothing: the tablet starts a new session and the batch is renumbered into it,
+  if that was its first attempt (an earlier attempt may have been written under the old
+  secret; such a batch fails instead).
 
 Without idempotence nothing is numbered, and a write whose outcome is unknown (a timeout) is not
 retried, since that could append it twice. ``max_in_flight_per_tablet`` then defaults to 1: with
@@ -60,9 +67,11 @@ from client.errors import (
     NotLeader,
     OutOfOrderSequence,
     ProducerClosed,
+    UnknownProducer,
 )
 from client.metadata import log_path
-from client.transport import BATCH_CONTENT_TYPE, NO_FORWARD_HEADER
+from client.models import ProducerIdentity
+from client.transport import BATCH_CONTENT_TYPE, NO_FORWARD_HEADER, PRODUCER_TOKEN_HEADER
 
 if TYPE_CHECKING:
     from client.async_client import AsyncClient
@@ -111,12 +120,16 @@ class Sender:
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
         self._attempts: set[asyncio.Task[None]] = set()
+        self._shared_identity: asyncio.Future[ProducerIdentity] | None = None
         self.flushing = 0
         self.closed = False
 
     async def run(self, state: TabletQueue) -> None:
         """Root of a tablet's sender task: start attempts while the rules above allow."""
         while True:
+            if self._idempotent and state.needs_identity():
+                await self._start_session(state)
+                continue
             batch, wait_s = self._next_to_send(state)
             if batch is not None:
                 self._dispatch(state, batch)
@@ -129,6 +142,58 @@ class Sender:
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.wakeup.wait(), wait_s)
+
+    @property
+    def producer_id(self) -> int:
+        """The id the cluster issued to this producer (-1 before it answered)."""
+        shared = self._shared_identity
+        if shared is None or not shared.done() or shared.cancelled() or shared.exception():
+            return -1
+        return shared.result().producer_id
+
+    async def _identity(self, *, fresh: bool) -> ProducerIdentity:
+        """The producer's identity (fetched once, shared by its tablets' first sessions), or a
+        fresh one for a tablet's later session."""
+        if fresh:
+            return await self._client.init_producer()
+        shared = self._shared_identity
+        if shared is None or (shared.done() and (shared.cancelled() or shared.exception())):
+            shared = asyncio.ensure_future(self._client.init_producer())
+            self._shared_identity = shared
+        return await asyncio.shield(shared)
+
+    async def _start_session(self, state: TabletQueue) -> None:
+        """Adopt an identity for ``state``; on failure, back off or fail the waiting batch."""
+        try:
+            identity = await self._identity(fresh=state.had_session)
+        except ClientError as exc:
+            head = state.batches[0] if state.batches else None
+            if head is None:
+                head = next((b for b in state.retry if b.needs_restamp), None)
+            now = time.monotonic()
+            if head is not None and (not exc.retriable or now >= head.deadline):
+                if head is state.open:
+                    state.open = None
+                if state.batches and head is state.batches[0]:
+                    state.batches.popleft()
+                else:
+                    state.retry.remove(head)
+                error: BaseException = exc
+                if exc.retriable:
+                    error = DeliveryTimeout(
+                        f"no producer id for tablet {state.tablet} of log {self._log!r} "
+                        f"within the delivery timeout: {exc.message}",
+                        exc,
+                    )
+                self._fail(state, head, error)
+                return
+            wait_s = self._backoff_s * random.uniform(0.8, 1.2)
+            if head is not None:
+                wait_s = min(wait_s, max(head.deadline - now, 0.0))
+            await asyncio.sleep(wait_s)
+            return
+        if state.producer_id == -1:  # nobody adopted one meanwhile
+            state.adopt(identity)
 
     def _next_to_send(self, state: TabletQueue) -> tuple[ProducerBatch | None, float | None]:
         """The batch to send now, or None and how long to wait at most (None: until woken)."""
@@ -153,6 +218,9 @@ class Sender:
             retry = state.retry[0]
             if retry.retry_at > now:
                 return None, retry.retry_at - now
+            if retry.needs_restamp and not state.sequence_room(retry.count):
+                state.new_session()  # nothing is in flight (it is abandoned): start over
+                return None, 0.0
             return state.retry.pop(0), None
         if not state.batches:
             return None, None
@@ -175,6 +243,9 @@ class Sender:
             and state.next_sequence + len(head.records) > SEQUENCE_MAX
         ):
             return None, None  # the next batch starts a new session: not while others fly
+        if self._idempotent and not state.sequence_room(len(head.records)):
+            state.new_session()
+            return None, 0.0
         if head is state.open:
             state.open = None
         return state.batches.popleft(), None
@@ -195,6 +266,8 @@ class Sender:
                 return
             state.encode(batch, idempotent=self._idempotent)
             batch.sent_at = time.monotonic()
+        elif batch.needs_restamp:
+            state.restamp(batch)
         batch.sent_alone = not state.in_flight
         state.in_flight.append(batch)
         task = asyncio.get_running_loop().create_task(self._attempt(state, batch))
@@ -227,10 +300,16 @@ class Sender:
             if not batch.sent_alone:
                 delay = 0.0  # an earlier batch failed, or this request overtook it
             elif batch.producer_id != state.producer_id:
-                state.restamp(batch)  # an abandoned session's batch the leader never wrote
+                batch.needs_restamp = True  # an abandoned session's batch the leader never wrote
                 delay = 0.0
             else:
                 delay = None
+        elif isinstance(exc, UnknownProducer) and self._idempotent:
+            self._shared_identity = None  # the cluster no longer takes it: fetch a new one
+            if batch.producer_id == state.producer_id:
+                state.new_session()
+            batch.needs_restamp = batch.attempts == 0
+            delay = 0.0 if batch.needs_restamp else None
         else:
             delay = self._retry_delay(state, exc, batch.attempts)
         now = time.monotonic()
@@ -287,13 +366,16 @@ class Sender:
             address = metadata.leader_address(self._log, state.tablet)
             if address is None:
                 raise NoLeader(f"no leader known for tablet {state.tablet} of log {self._log!r}")
+        headers = {"Content-Type": BATCH_CONTENT_TYPE, NO_FORWARD_HEADER: "1"}
+        if batch.producer_token is not None:
+            headers[PRODUCER_TOKEN_HEADER] = batch.producer_token
         response = await self._client.transport.request(
             "POST",
             address,
             log_path(self._log, "tablets", state.tablet, "batches"),
             params={"acks": self._acks, "timeout_ms": int(timeout_s * 1000)},
             data=batch.payload,
-            headers={"Content-Type": BATCH_CONTENT_TYPE, NO_FORWARD_HEADER: "1"},
+            headers=headers,
             timeout_s=timeout_s + 2,  # the leader answers by timeout_ms; 2 s for the network
         )
         answer = response.json_object()

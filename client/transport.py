@@ -24,6 +24,7 @@ from client.errors import ConnectionFailed, ProtocolError, RequestTimeout, error
 
 BATCH_CONTENT_TYPE = "application/vnd.tabletlog.batches"
 NO_FORWARD_HEADER = "X-Tabletlog-No-Forward"
+PRODUCER_TOKEN_HEADER = "X-Tabletlog-Producer-Token"  # noqa: S105 - a header name
 
 Params = Mapping[str, str | int]
 

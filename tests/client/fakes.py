@@ -2,8 +2,9 @@
 
 ``FakeTransport`` implements ``client.transport.Transport``; a test gives it a handler that maps
 one recorded ``Call`` to a ``Response`` (or an exception to raise, like a refused connection).
-``MetadataAnswers`` answers ``/v1/cluster`` and ``/v1/logs/{log}`` so producer and consumer tests
-only script the data requests. No cluster behaviour is simulated beyond what a test writes.
+``MetadataAnswers`` answers ``/v1/cluster``, ``/v1/logs/{log}`` and ``POST /v1/producers`` (ids
+1, 2, ... with token ``token-<id>``) so producer and consumer tests only script the data
+requests. No cluster behaviour is simulated beyond what a test writes.
 """
 
 from __future__ import annotations
@@ -118,11 +119,21 @@ class MetadataAnswers:
     start_offsets: dict[int, int] = field(default_factory=dict)
     high_watermarks: dict[int, int] = field(default_factory=dict)
     log_requests: int = 0
+    producer_ids_issued: int = 0
+
+    def issue_producer(self) -> Response:
+        self.producer_ids_issued += 1
+        n = self.producer_ids_issued
+        return json_response(
+            200, {"producer_id": n, "producer_epoch": 0, "producer_token": f"token-{n}"}
+        )
 
     def leader(self, tablet: int) -> str | None:
         return self.leaders.get(tablet, f"n{tablet % 3 + 1}")
 
     def answer(self, call: Call) -> Response | None:
+        if call.method == "POST" and call.path == "/v1/producers":
+            return self.issue_producer()
         if call.method != "GET":
             return None
         if call.path == "/v1/cluster":

@@ -19,9 +19,16 @@ from client.errors import (
     ProducerClosed,
     RequestTimeout,
     ServerTimeout,
+    Unavailable,
+    UnknownProducer,
 )
-from client.producer import new_producer_id
-from client.transport import BATCH_CONTENT_TYPE, NO_FORWARD_HEADER, Response
+from client.models import ProducerIdentity
+from client.transport import (
+    BATCH_CONTENT_TYPE,
+    NO_FORWARD_HEADER,
+    PRODUCER_TOKEN_HEADER,
+    Response,
+)
 from tests.client.conftest import Scripted
 from tests.client.fakes import Call, error_response, json_response, tablet_of
 from wire.batch import iter_records, parse_header
@@ -96,10 +103,94 @@ async def test_sequences_are_numbered_per_tablet(client: AsyncClient, scripted: 
     await producer.close()
 
 
-async def test_producer_id_is_positive_62_bit() -> None:
-    ids = {new_producer_id() for _ in range(100)}
-    assert len(ids) == 100
-    assert all(0 < i < 2**62 for i in ids)
+async def test_the_producer_id_is_issued_once_and_its_token_goes_with_every_batch(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    producer = client.producer("events", linger_ms=0)
+    assert producer.producer_id == -1  # nothing asked yet
+    for i in range(6):
+        _ = await producer.send(b"v", tablet=i % 3)
+        await producer.flush()
+    inits = [c for c in scripted.transport.calls if c.path == "/v1/producers"]
+    assert len(inits) == 1 and inits[0].method == "POST"
+    assert producer.producer_id == 1
+    calls = scripted.transport.data_calls()
+    assert len(calls) == 6
+    assert all(c.batch.producer_id == 1 and c.batch.producer_epoch == 0 for c in calls)
+    assert all(c.headers[PRODUCER_TOKEN_HEADER] == "token-1" for c in calls)
+    await producer.close()
+
+
+async def test_without_idempotence_no_id_is_asked_for_and_no_token_sent(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    producer = client.producer("events", idempotent=False)
+    await (await producer.send(b"v", tablet=0))
+    assert not [c for c in scripted.transport.calls if c.path == "/v1/producers"]
+    (call,) = scripted.transport.data_calls()
+    assert PRODUCER_TOKEN_HEADER not in call.headers and call.batch.producer_id == -1
+    await producer.close()
+
+
+async def test_unknown_producer_renumbers_a_first_attempt_under_a_new_id(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    refused: list[Call] = []
+
+    def leader(call: Call) -> Response | BaseException:
+        if call.headers.get(PRODUCER_TOKEN_HEADER) == "token-1":
+            refused.append(call)
+            return error_response(403, "unknown_producer")
+        return scripted.acks.answer(call)
+
+    scripted.data = leader
+    producer = client.producer("events", linger_ms=0)
+    assert await asyncio.wait_for(await producer.send(b"a", tablet=0), 5) == (0, 0)
+    (sent,) = scripted.acks.batches
+    assert len(refused) == 1 and refused[0].batch.producer_id == 1
+    assert sent[1].producer_id == 2 and sent[1].base_sequence == 0
+    assert producer.stats.failed_batches == 0
+    await producer.close()
+
+
+async def test_unknown_producer_after_an_earlier_attempt_fails_the_batch(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    answers = [error_response(503, "timeout"), error_response(403, "unknown_producer")]
+    scripted.data = lambda call: answers.pop(0) if answers else scripted.acks.answer(call)
+    producer = client.producer("events", linger_ms=0, retry_backoff_ms=1)
+    first = await producer.send(b"a", tablet=0)
+    with pytest.raises(UnknownProducer):
+        await asyncio.wait_for(first, 5)  # the timed-out attempt may have been written
+    assert await asyncio.wait_for(await producer.send(b"b", tablet=0), 5) == (0, 0)
+    last = scripted.transport.data_calls()[-1]
+    assert last.batch.producer_id == 2 and last.headers[PRODUCER_TOKEN_HEADER] == "token-2"
+    await producer.close()
+
+
+async def test_a_failing_init_is_retried_then_fails_the_batch_at_its_deadline(
+    client: AsyncClient, scripted: Scripted
+) -> None:
+    issue = scripted.metadata.issue_producer
+    failures = [3]
+
+    def init_fails_three_times() -> Response:
+        if failures[0]:
+            failures[0] -= 1
+            return error_response(503, "no_leader")
+        return issue()
+
+    scripted.metadata.issue_producer = init_fails_three_times  # type: ignore[method-assign]
+    producer = client.producer("events", linger_ms=0, retry_backoff_ms=1)
+    assert await asyncio.wait_for(await producer.send(b"a", tablet=0), 5) == (0, 0)
+    await producer.close()
+
+    scripted.metadata.issue_producer = lambda: error_response(503, "no_leader")  # type: ignore[method-assign]
+    producer = client.producer("events", delivery_timeout_s=0.2, retry_backoff_ms=10)
+    with pytest.raises(DeliveryTimeout) as caught:
+        await asyncio.wait_for(await producer.send(b"x", tablet=0), 5)
+    assert isinstance(caught.value.last_error, (NoLeader, Unavailable))
+    await producer.close()
 
 
 async def test_batch_carries_records_headers_and_goes_to_the_leader(
@@ -378,14 +469,20 @@ async def test_bad_options_are_rejected(client: AsyncClient) -> None:
 
 
 async def test_a_session_near_the_sequence_limit_starts_over() -> None:
-    queue = TabletQueue(0, producer_id=5, next_sequence=SEQUENCE_MAX - 1, session_acked=True)
+    queue = TabletQueue(0)
+    queue.adopt(ProducerIdentity(5, 0, "token-5"))
+    queue.next_sequence, queue.session_acked = SEQUENCE_MAX - 1, True
     batch = queue.open_batch(time.monotonic(), 60)
     batch.records.extend([(None, b"v")] * 3)
+    assert not queue.sequence_room(3)
+    queue.new_session()  # what the sender does before numbering such a batch
+    assert queue.producer_id == -1 and queue.needs_identity()
+    queue.adopt(ProducerIdentity(6, 0, "token-6"))
     queue.encode(batch, idempotent=True)
     assert batch.payload is not None
     header = parse_header(batch.payload)
-    assert header.producer_id not in (5, -1)
-    assert header.producer_id == batch.producer_id == queue.producer_id
+    assert header.producer_id == batch.producer_id == queue.producer_id == 6
+    assert batch.producer_token == "token-6"
     assert header.base_sequence == 0
     assert queue.next_sequence == 3
     assert not queue.session_acked  # the leader does not know the new id yet
