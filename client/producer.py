@@ -11,8 +11,9 @@ the sender tasks run even when the caller never waits for anything.
 
 Idempotence (on by default): the producer asks the cluster for a producer id and its token
 (``POST /v1/producers``) before its first batch, sends the token with every batch (so nobody
-else can write as this producer) and numbers each tablet's records from 0, so a retried batch is recognised by the leader and answered with
-its original offsets instead of being appended twice. How several batches in flight stay in
+else can write as this producer) and numbers each tablet's records from 0, so a retried batch
+is recognised by the leader and answered with its original offsets instead of being appended
+twice. How several batches in flight stay in
 order and exactly once across failures is explained in ``client.sender``. Without idempotence a
 write whose outcome is unknown (a timeout) is not retried, and ``max_in_flight_per_tablet``
 defaults to 1 (above 1, a retried batch may land after batches sent later).

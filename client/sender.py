@@ -3,11 +3,12 @@
 Idempotence (on by default): the producer gets a producer id from the cluster
 (``POST /v1/producers``, once per producer; each later session of a tablet gets its own), with
 a token sent along with every batch numbered under it (``X-Tabletlog-Producer-Token``: nobody
-else can write with the id). Per tablet it numbers records from 0 (a batch's ``base_sequence`` is the sequence of its first record),
-numbering and encoding a batch once, when it is first sent, so a retry resends the same bytes
-and the leader answers a duplicate with the original offsets instead of appending again. The
-leader remembers a producer's last 5 batches and rejects a sequence gap with
-``out_of_order_sequence``; hence at most 5 batches in flight, and this recovery scheme:
+else can write with the id). Per tablet it numbers records from 0 (a batch's
+``base_sequence`` is the sequence of its first record), numbering and encoding a batch once,
+when it is first sent, so a retry resends the same bytes and the leader answers a duplicate
+with the original offsets instead of appending again. The leader remembers a producer's last
+5 batches and rejects a sequence gap with ``out_of_order_sequence``; hence at most 5 batches
+in flight, and this recovery scheme:
 
 * Batches are sent in sequence order. While a tablet has no failed batch, up to
   ``max_in_flight_per_tablet`` are in flight; until a batch of the current producer id has been
@@ -70,7 +71,7 @@ from client.errors import (
     UnknownProducer,
 )
 from client.metadata import log_path
-from client.models import ProducerIdentity
+from client.producer_identities import ProducerIdentities
 from client.transport import BATCH_CONTENT_TYPE, NO_FORWARD_HEADER, PRODUCER_TOKEN_HEADER
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class Sender:
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
         self._attempts: set[asyncio.Task[None]] = set()
-        self._shared_identity: asyncio.Future[ProducerIdentity] | None = None
+        self._identities = ProducerIdentities(client)
         self.flushing = 0
         self.closed = False
 
@@ -146,26 +147,12 @@ class Sender:
     @property
     def producer_id(self) -> int:
         """The id the cluster issued to this producer (-1 before it answered)."""
-        shared = self._shared_identity
-        if shared is None or not shared.done() or shared.cancelled() or shared.exception():
-            return -1
-        return shared.result().producer_id
-
-    async def _identity(self, *, fresh: bool) -> ProducerIdentity:
-        """The producer's identity (fetched once, shared by its tablets' first sessions), or a
-        fresh one for a tablet's later session."""
-        if fresh:
-            return await self._client.init_producer()
-        shared = self._shared_identity
-        if shared is None or (shared.done() and (shared.cancelled() or shared.exception())):
-            shared = asyncio.ensure_future(self._client.init_producer())
-            self._shared_identity = shared
-        return await asyncio.shield(shared)
+        return self._identities.producer_id
 
     async def _start_session(self, state: TabletQueue) -> None:
         """Adopt an identity for ``state``; on failure, back off or fail the waiting batch."""
         try:
-            identity = await self._identity(fresh=state.had_session)
+            identity = await self._identities.get(fresh=state.had_session)
         except ClientError as exc:
             head = state.batches[0] if state.batches else None
             if head is None:
@@ -305,7 +292,7 @@ class Sender:
             else:
                 delay = None
         elif isinstance(exc, UnknownProducer) and self._idempotent:
-            self._shared_identity = None  # the cluster no longer takes it: fetch a new one
+            self._identities.forget_shared()  # the cluster no longer takes it
             if batch.producer_id == state.producer_id:
                 state.new_session()
             batch.needs_restamp = batch.attempts == 0
