@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,20 +55,40 @@ class Writer:
     first_ack: asyncio.Event = field(default_factory=asyncio.Event)
     first_ack_at: float = float("inf")
     _rr: int = 0
+    _token: str = ""  # of the current producer id (POST /v1/producers)
 
     def _count(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
 
+    async def _init_producer(self, session: aiohttp.ClientSession) -> tuple[int, int]:
+        """A producer id and epoch from ``POST /v1/producers`` of any node that answers; the
+        token is kept for the requests' header."""
+        while True:
+            self._rr += 1
+            nodes = list(self.addresses.values())
+            url = f"http://{nodes[self._rr % len(nodes)]}/v1/producers"
+            try:
+                async with session.post(
+                    url, json={}, timeout=aiohttp.ClientTimeout(total=2)
+                ) as resp:
+                    if resp.status == 200:
+                        body = await resp.json()
+                        self._token = str(body["producer_token"])
+                        return int(body["producer_id"]), int(body["producer_epoch"])
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+                pass
+            await asyncio.sleep(0.01)
+
     async def run(self) -> None:
-        producer_id, seq, i = secrets.randbits(62) or 1, 0, 0
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
+            (producer_id, epoch), seq, i = await self._init_producer(session), 0, 0
             while not self.stop.is_set():
                 value = f"{self.tag}-{i}"
                 batch = build_batch(
                     [(None, value.encode())],
                     producer_id=producer_id,
-                    producer_epoch=0,
+                    producer_epoch=epoch,
                     base_sequence=seq,
                 )
                 sent = time.perf_counter()
@@ -83,7 +102,7 @@ class Writer:
                     i += 1
                     seq += 1
                 elif outcome == "new_session":
-                    producer_id, seq = secrets.randbits(62) or 1, 0
+                    (producer_id, epoch), seq = await self._init_producer(session), 0
                 elif outcome == "backoff":
                     await asyncio.sleep(0.01)
 
@@ -92,7 +111,7 @@ class Writer:
         direct = self.direct
         nodes = list(self.addresses.values())
         address = direct if direct is not None else nodes[self._rr % len(nodes)]
-        headers = {"Content-Type": CONTENT_TYPE}
+        headers = {"Content-Type": CONTENT_TYPE, "X-Tabletlog-Producer-Token": self._token}
         timeout_ms = 500
         if direct is not None:
             headers[NO_FORWARD] = "1"
@@ -131,7 +150,7 @@ class Writer:
         if status == 421 and reply.get("leader_address"):
             self.direct = str(reply["leader_address"])
             return "retry"
-        if code in ("out_of_order_sequence", "invalid_producer_epoch"):
+        if code in ("out_of_order_sequence", "invalid_producer_epoch", "unknown_producer"):
             return "new_session"
         self._next_node()
         return "backoff"

@@ -235,10 +235,28 @@ class Workload:
                 )
             time.sleep(cfg.pace_s if outcome == "ok" else cfg.backoff_s)
 
+    def _init_producer(self, rng: random.Random, nodes: list[str]) -> tuple[int, int, str] | None:
+        """(id, epoch, token) from ``POST /v1/producers`` of any node that answers; None once
+        the writers stop."""
+        while not self._stop_writers.is_set():
+            answer = call("POST", f"{self.urls[rng.choice(nodes)]}/v1/producers", {}, timeout_s=5)
+            if answer.status == 200 and isinstance(answer.body, dict):
+                body = answer.body
+                return (
+                    int(body["producer_id"]),
+                    int(body["producer_epoch"]),
+                    str(body["producer_token"]),
+                )
+            time.sleep(self.config.backoff_s)
+        return None
+
     def _idempotent_loop(self, writer: int, tablet: int) -> None:
         rng = random.Random(self.seed * 1000 + writer)
-        producer_id = rng.randrange(1, 2**62)
         nodes = sorted(self.urls)
+        identity = self._init_producer(rng, nodes)
+        if identity is None:
+            return
+        producer_id, producer_epoch, token = identity
         cfg = self.config
         sequence = 0
         n = 0
@@ -251,7 +269,7 @@ class Workload:
                 [(key, v.encode()) for v in values],
                 create_time_ms=int(time.time() * 1000),
                 producer_id=producer_id,
-                producer_epoch=0,
+                producer_epoch=producer_epoch,
                 base_sequence=sequence,
             )
             started = self.clock()
@@ -272,7 +290,10 @@ class Workload:
                     "POST",
                     url,
                     raw=batch,
-                    headers={"Content-Type": BATCHES_CONTENT_TYPE},
+                    headers={
+                        "Content-Type": BATCHES_CONTENT_TYPE,
+                        "X-Tabletlog-Producer-Token": token,
+                    },
                     timeout_s=cfg.client_timeout_s,
                 )
                 if answer.status == 200:
@@ -309,7 +330,10 @@ class Workload:
                 )
             if outcome != "ok":
                 # Refused, or given up: start a new producer session.
-                producer_id = rng.randrange(1, 2**62)
+                identity = self._init_producer(rng, nodes)
+                if identity is None:
+                    return
+                producer_id, producer_epoch, token = identity
                 sequence = 0
             elif outcome == "ok":
                 sequence += len(values)
