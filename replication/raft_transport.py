@@ -15,8 +15,10 @@ the listener for good. This module subclasses its three classes (no fork) so tha
   8 MiB default.
 * **unauthenticated connections have a deadline**: an accepted connection that has not
   completed the handshake (key exchange, then its node address) within
-  ``handshake_timeout_s`` is closed, and at most ``max_pending_connections`` such connections
-  are kept (the oldest is closed for a newer one, so idle strangers cannot crowd out peers).
+  ``handshake_timeout_s`` is closed (so is an outgoing one whose peer never answers the key
+  exchange: it is retried instead of hanging), and at most ``max_pending_connections`` such
+  connections are kept (the oldest is closed for a newer one: idle strangers cannot crowd out
+  peers).
   pysyncobj's admin utility (``syncobj_admin``) talks on such connections too, so it gets the
   same deadline.
 * **accept errors never close the listener**: an error other than EAGAIN is logged (rate
@@ -327,6 +329,21 @@ class HardenedTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj is unt
                     self.limits.handshake_timeout_s,
                 )
                 self._drop_unknown(conn)
+        if self._syncObj.encryptor is None:
+            return
+        for conn in list(self._connections.values()):  # ours to peers: key exchange pending
+            if (
+                isinstance(conn, HardenedConnection)
+                and conn.state != CONNECTION_STATE.DISCONNECTED
+                and not conn.sendRandKey
+                and conn.opened_at < deadline
+            ):
+                _reports.warning(
+                    "handshake-out",
+                    "raft: a peer did not answer the handshake within %.1f s; reconnecting",
+                    self.limits.handshake_timeout_s,
+                )
+                conn.disconnect()
 
     def _drop_unknown(self, conn: Any) -> None:
         self._unknownConnections.discard(conn)

@@ -9,6 +9,7 @@ peers reconnect once descriptors are back.
 
 from __future__ import annotations
 
+import functools
 import resource
 import socket
 import struct
@@ -18,8 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pysyncobj import SyncObj, SyncObjConf
 
-from replication.raft_transport import first_bad_frame
+from replication.raft_transport import HardenedTransport, RaftPortLimits, first_bad_frame
+from testkit.ports import free_port
 from testkit.waiting import wait_until
 from tests.replication.test_raft_cluster import TUNING, MetaCluster, wait_for_controller
 
@@ -187,3 +190,36 @@ def test_the_listener_survives_descriptor_exhaustion_and_peers_reconnect(
     assert cluster.procs[accepting].poll() is None, f"{accepting} died"
     cluster.kill(third)  # now only accepting + peer: they must have reconnected
     commits(cluster, "after-emfile")
+
+
+@pytest.fixture
+def lone_node() -> Iterator[int]:
+    """An in-process pysyncobj member on the hardened transport: a long handshake deadline
+    and room for only 4 connections in the handshake."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    limits = RaftPortLimits(handshake_timeout_s=60, max_pending_connections=4)
+    obj = SyncObj(
+        address,
+        [],
+        SyncObjConf(password="secret", bindAddress=address),
+        transportClass=functools.partial(HardenedTransport, limits=limits),
+    )
+    obj.waitBinded()
+    yield port
+    obj.destroy_synchronous()
+
+
+def test_the_oldest_pending_connections_make_room_for_new_ones(lone_node: int) -> None:
+    socks = []
+    try:
+        for _ in range(6):
+            sock = socket.create_connection(("127.0.0.1", lone_node))
+            sock.settimeout(0.2)
+            socks.append(sock)  # the kernel's backlog is FIFO: the node accepts in this order
+        oldest, newest = socks[:2], socks[2:]
+        wait_until(lambda: all(closed_by_peer(s) for s in oldest), 10, "the oldest two closed")
+        assert not any(closed_by_peer(s) for s in newest), "a newer connection was closed"
+    finally:
+        for sock in socks:
+            sock.close()
