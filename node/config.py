@@ -100,6 +100,8 @@ class Tuning:
             raise ConfigError("tuning.raft_max_timeout_ms must exceed raft_min_timeout_ms")
         if self.raft_connection_timeout_ms < self.raft_max_timeout_ms:
             raise ConfigError("tuning.raft_connection_timeout_ms must be ≥ raft_max_timeout_ms")
+        if self.raft_max_frame_bytes < 1024 * 1024:  # legit frames reach ~180 KiB
+            raise ConfigError("tuning.raft_max_frame_bytes must be at least 1 MiB (1048576)")
         if self.session_timeout_ms <= 2 * self.heartbeat_interval_ms:
             raise ConfigError("tuning.session_timeout_ms must exceed 2 x heartbeat_interval_ms")
 
