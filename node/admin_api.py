@@ -53,15 +53,39 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 once this node has the metadata, knows a metadata leader, and every tablet the map
+    says it leads is led here with its high watermark restored (``TabletLeader.hw_restored``:
+    a consumer reading "to the end" right after a restart sees every acknowledged record).
+    Else 503 with ``reason`` and, for tablets, ``tablets_not_restored`` (``"log/index"``)."""
     ctx = request.app[CONTEXT]
     leader = ctx.store.raft_leader_id()
-    ready = ctx.store.ready and leader is not None
-    body = {
+    view = ctx.view
+    reason: str | None = None
+    waiting: list[str] = []
+    if not ctx.store.ready:
+        reason = "loading the cluster metadata"
+    elif leader is None:
+        reason = "no metadata (Raft) leader is known"
+    else:
+        for tablet, info in sorted(view.tablets.items()):
+            if info.leader != ctx.node_id:
+                continue
+            local = ctx.replicas.leader_for(tablet)
+            if local is None or local.leader_epoch != info.leader_epoch or not local.hw_restored:
+                waiting.append(f"{tablet.log}/{tablet.index}")
+        if waiting:
+            reason = "restoring the high watermark of tablets this node leads"
+    ready = reason is None
+    body: dict[str, object] = {
         "ready": ready,
         "node": ctx.node_id,
         "metadata_leader": leader,
-        "controller": ctx.view.controller,
+        "controller": view.controller,
     }
+    if not ready:
+        body["reason"] = reason
+    if waiting:
+        body["tablets_not_restored"] = waiting[:100]
     return web.json_response(body, status=200 if ready else 503)
 
 

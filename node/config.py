@@ -85,6 +85,10 @@ class Tuning:
     raft_connection_timeout_ms: int = 1500
     raft_connection_retry_ms: int = 500
     raft_leader_fallback_timeout_ms: int = 1000
+    raft_max_frame_bytes: int = 8 * 1024 * 1024
+    raft_handshake_timeout_ms: int = 5000
+    raft_max_pending_connections: int = 32
+    raft_accept_retry_ms: int = 100
 
     def validate(self) -> None:
         for f in fields(self):
@@ -96,6 +100,8 @@ class Tuning:
             raise ConfigError("tuning.raft_max_timeout_ms must exceed raft_min_timeout_ms")
         if self.raft_connection_timeout_ms < self.raft_max_timeout_ms:
             raise ConfigError("tuning.raft_connection_timeout_ms must be ≥ raft_max_timeout_ms")
+        if self.raft_max_frame_bytes < 1024 * 1024:  # legit frames reach ~180 KiB
+            raise ConfigError("tuning.raft_max_frame_bytes must be at least 1 MiB (1048576)")
         if self.session_timeout_ms <= 2 * self.heartbeat_interval_ms:
             raise ConfigError("tuning.session_timeout_ms must exceed 2 x heartbeat_interval_ms")
 
@@ -143,6 +149,10 @@ class ClusterConfig:
             connection_timeout_ms=t.raft_connection_timeout_ms,
             connection_retry_ms=t.raft_connection_retry_ms,
             leader_fallback_timeout_ms=t.raft_leader_fallback_timeout_ms,
+            max_frame_bytes=t.raft_max_frame_bytes,
+            handshake_timeout_ms=t.raft_handshake_timeout_ms,
+            max_pending_connections=t.raft_max_pending_connections,
+            accept_retry_ms=t.raft_accept_retry_ms,
         )
 
     def replica_settings(self) -> ReplicaSettings:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from replication.errors import HighWatermarkNotRestored
 from replication.leader import TabletLeader
 from storage.errors import OffsetOutOfRange
 from storage.log import TabletLog
@@ -40,10 +41,18 @@ async def read_committed(
 ) -> ReadOutcome:
     """Batches holding ``offset`` onwards, below the high watermark; long-polls up to ``wait_ms``.
 
-    Raises OffsetOutOfRange if ``offset`` is below the start offset or above the end offset.
+    Raises OffsetOutOfRange if ``offset`` is below the start offset or above the end offset,
+    and HighWatermarkNotRestored (503 ``not_ready``, retriable) when the leader has not restored
+    its high watermark within ``wait_ms`` (``TabletLeader.hw_restored``): an answer must never
+    show a high watermark lower than an earlier leader showed.
     """
     tablet_log = leader.log
     deadline = time.monotonic() + wait_ms / 1000
+    if not leader.hw_restored and not await leader.wait_restored(wait_ms / 1000):
+        raise HighWatermarkNotRestored(
+            f"the leader of {leader.tablet.log}/{leader.tablet.index} is restoring its high "
+            "watermark (just elected or restarted); retry"
+        )
     while True:
         _check_range(tablet_log, offset)
         hw = tablet_log.high_watermark

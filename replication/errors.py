@@ -155,3 +155,11 @@ class PeerError(ReplicationError):
         self.address = address
         self.status = status
         self.error = error
+
+
+class HighWatermarkNotRestored(ReplicationError):
+    """The tablet's leader (just elected, or restarted) has not yet heard from every in-sync
+    replica, so its high watermark may still lag what an earlier leader exposed; a read answers
+    this (503, retriable) rather than a high watermark that moved backwards."""
+
+    code = "not_ready"

@@ -30,7 +30,11 @@ from dataclasses import dataclass, field
 
 from replication.errors import NotEnoughReplicas, NotLeader, ReplicationTimeout
 from replication.model import TabletId, TabletInfo
-from replication.rules.high_watermark import acknowledgeable_offset, leader_high_watermark
+from replication.rules.high_watermark import (
+    acknowledgeable_offset,
+    high_watermark_restored,
+    leader_high_watermark,
+)
 from replication.rules.isr import lagging_members, last_caught_up_s, rejoining_replicas
 from replication.rules.taint import lost_committed_records
 from storage.errors import StorageError
@@ -95,10 +99,15 @@ class TabletLeader:
         self._seq = itertools.count()
         self._data_waiters: set[asyncio.Future[None]] = set()
         self._hw_waiters: set[asyncio.Future[None]] = set()
+        self._restored_waiters: set[asyncio.Future[None]] = set()
         #: First offset written at this epoch: a follower rejoins the ISR only once past it,
         #: so it has truncated any divergent tail from older epochs.
         self.epoch_start_offset = log.end_offset
         log.assign_epoch(self.leader_epoch, log.end_offset)
+        # A leader alone in its ISR (RF 1, or after the others dropped out) owns the high
+        # watermark: its durable end counts at once, not at the next write (after a restart
+        # the log opens with its last checkpointed high watermark, which lags).
+        self._advance_high_watermark()
 
     # ------------------------------------------------------------------ metadata
 
@@ -109,6 +118,24 @@ class TabletLeader:
     def hw_isr(self) -> set[str]:
         """Replicas whose position bounds the high watermark (applied ISR ∪ pending adds)."""
         return set(self.info.isr) | self.pending_isr_additions
+
+    @property
+    def hw_restored(self) -> bool:
+        """Whether the high watermark is at least what any earlier leader exposed: every member
+        of :meth:`hw_isr` has reported its position at this epoch (``rules.high_watermark.
+        high_watermark_restored``). Reads and ``/readyz`` wait for it."""
+        return high_watermark_restored(self.node_id, self.hw_isr(), self.followers)
+
+    async def wait_restored(self, timeout_s: float) -> bool:
+        """Park until :attr:`hw_restored` (or close, or ``timeout_s``); returns it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.hw_restored and not self.closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self._park(self._restored_waiters, remaining)
+        return self.hw_restored and not self.closed
 
     def update_info(self, info: TabletInfo) -> None:
         """A newer applied version of this tablet at the same epoch (an ISR change)."""
@@ -197,6 +224,7 @@ class TabletLeader:
             progress.leader_end_at_last_fetch = leader_end
             progress.fetch_offset = progress.durable_offset = fetch_offset
             progress.last_fetch_s = now
+            self._wake_if_restored()
             return
         progress.last_caught_up_s = last_caught_up_s(
             progress.last_caught_up_s,
@@ -245,10 +273,15 @@ class TabletLeader:
             self.hw_isr(),
             self.followers,
         )
+        self._wake_if_restored()
         if position > log.high_watermark:
             log.set_high_watermark(position)
             self._release_waiters()
             self._wake(self._hw_waiters)
+
+    def _wake_if_restored(self) -> None:
+        if self._restored_waiters and self.hw_restored:
+            self._wake(self._restored_waiters)
 
     def _release_waiters(self) -> None:
         hw = self.log.high_watermark
@@ -327,3 +360,4 @@ class TabletLeader:
         self._waiters.clear()
         self._wake(self._data_waiters)
         self._wake(self._hw_waiters)
+        self._wake(self._restored_waiters)

@@ -1,4 +1,5 @@
-"""The metadata map replicated by Raft (pysyncobj 0.3.17). The only module importing pysyncobj.
+"""The metadata map replicated by Raft (pysyncobj 0.3.17). With :mod:`replication.raft_transport`
+(its hardened TCP transport), the only module importing pysyncobj.
 
 One ``SyncObj`` subclass holds the plain-dict state of :mod:`replication.model` and exposes a
 single ``@replicated`` method, ``apply_command(entry)``, whose body calls the pure
@@ -11,6 +12,9 @@ measured pysyncobj facts (summarised here) require:
   with a password, frames that do not decrypt under the cluster key are dropped *before*
   unpickling, so a stranger can neither run code on a node nor join the cluster.
   ``bindAddress`` is the node's own bind host, never 0.0.0.0 by default.
+* **A port strangers can reach**: the transport is :class:`replication.raft_transport.
+  HardenedTransport` — frame sizes checked before buffering, a handshake deadline, a listener
+  that survives accept errors (EMFILE) — configured from ``RaftSettings``.
 * **Durability**: the journal is :class:`replication.raft_journal.DurableJournal` (fsync per
   entry, term and vote fsync'ed before voting) instead of pysyncobj's unflushed mmap, and the
   snapshot (``dump``) is written with fsync through the custom serializer below.
@@ -28,6 +32,7 @@ from any thread (they only enqueue commands or read single attributes).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import logging
 import pickle
@@ -47,6 +52,7 @@ from replication.command_codec import Entry
 from replication.errors import MetadataTimeout, MetadataUnavailable, ReplicationError
 from replication.model import ClusterView
 from replication.raft_journal import DurableJournal, fsync_path
+from replication.raft_transport import HardenedTransport, RaftPortLimits
 from replication.settings import RaftSettings
 
 log = logging.getLogger(__name__)
@@ -142,13 +148,29 @@ class _MetadataSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         other_nodes: Sequence[str],
         conf: SyncObjConf,
         apply: Callable[[_MetadataSyncObj, object], Result],
+        limits: RaftPortLimits,
     ) -> None:
         self._apply_fn = apply  # set before super().__init__: excluded from pysyncobj's dump
-        super().__init__(self_node, list(other_nodes), conf)
+        super().__init__(
+            self_node,
+            list(other_nodes),
+            conf,
+            transportClass=functools.partial(HardenedTransport, limits=limits),
+        )
 
     @replicated  # type: ignore[untyped-decorator]  # pysyncobj is untyped
     def apply_command(self, entry: object) -> Result:
         return self._apply_fn(self, entry)
+
+
+def port_limits(settings: RaftSettings) -> RaftPortLimits:
+    """The Raft port's hardening limits from the settings (milliseconds become seconds)."""
+    return RaftPortLimits(
+        max_frame_bytes=settings.max_frame_bytes,
+        handshake_timeout_s=settings.handshake_timeout_ms / 1000,
+        max_pending_connections=settings.max_pending_connections,
+        accept_retry_s=settings.accept_retry_ms / 1000,
+    )
 
 
 def sync_conf(settings: RaftSettings, node_id: str, raft_dir: Path, **extra: Any) -> SyncObjConf:
@@ -223,7 +245,7 @@ class RaftState:
         )
         self_node = settings.member(node_id).raft_address if node_id in voter_ids else None
         others = [settings.member(v).raft_address for v in voter_ids if v != node_id]
-        self._sync = _MetadataSyncObj(self_node, others, conf, self._apply)
+        self._sync = _MetadataSyncObj(self_node, others, conf, self._apply, port_limits(settings))
         self._sync.addOnTickCallback(self._on_tick)
 
     # ------------------------------------------------------------------ pysyncobj thread

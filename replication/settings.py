@@ -48,6 +48,15 @@ class RaftSettings:
     connection_timeout_ms: int
     connection_retry_ms: int
     leader_fallback_timeout_ms: int
+    max_frame_bytes: int = 8 * 1024 * 1024
+    """Largest Raft frame a connection accepts; checked from its length prefix before it is
+    buffered (``replication.raft_transport``)."""
+    handshake_timeout_ms: int = 5000
+    """How long an accepted Raft connection may take to authenticate."""
+    max_pending_connections: int = 32
+    """Accepted Raft connections still authenticating kept at once (oldest closed first)."""
+    accept_retry_ms: int = 100
+    """Pause of the Raft listener after an accept error (EMFILE ...) before it retries."""
 
     def member(self, node_id: str) -> RaftMember:
         """The member ``node_id``; raises ValueError for a node the cluster does not list."""

@@ -96,6 +96,12 @@ _TABLE: tuple[ErrorCode, ...] = (
         "corrupt_segment", 503, "this replica holds corrupt data and re-syncs", **_UNAVAILABLE
     ),
     ErrorCode("disk_full", 503, "the node's disk is full; nothing was appended", **_UNAVAILABLE),
+    ErrorCode(
+        "not_ready",
+        503,
+        "the tablet's leader is restoring its high watermark (just elected or restarted)",
+        **_UNAVAILABLE,  # reads only; the client treats it as any unavailable node
+    ),
     ErrorCode("log_truncated", 503, "the log was truncated under a waiting append", **_UNAVAILABLE),
     # --------------------------------------------------------- bugs and internal states (500)
     ErrorCode("internal", 500, "a bug; see the node's log"),

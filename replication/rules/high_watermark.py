@@ -64,6 +64,28 @@ def leader_high_watermark(
     return max(current, position)
 
 
+def high_watermark_restored(
+    leader: str, hw_isr: Iterable[str], followers: Mapping[str, Acknowledged]
+) -> bool:
+    """Whether a leader's high watermark is back to (at least) what any leader exposed before.
+
+    A new leader — or the same node after a restart — starts from its own recorded high
+    watermark, which can lag the one its predecessor showed consumers (a follower learns the
+    leader's with its next fetch; a checkpoint is written lazily). Every record a consumer may
+    have seen below the old high watermark is held by every in-sync replica, so once each member
+    of ``hw_isr`` has reported its position at this epoch (or the set is the leader alone, whose
+    own end then bounds it), :func:`leader_high_watermark` is at least the old value again.
+    Until then the leader must not answer a read with its high watermark. Pure.
+    """
+    for replica in hw_isr:
+        if replica == leader:
+            continue
+        follower = followers.get(replica)
+        if follower is None or follower.durable_offset is None:
+            return False
+    return True
+
+
 def follower_high_watermark(current: int, leader_high_watermark: int, end_offset: int) -> int:
     """A follower's high watermark: its leader's, but not past its own end (it cannot count as
     committed what it does not hold yet), never below ``current``."""

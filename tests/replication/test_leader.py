@@ -167,3 +167,51 @@ async def test_acks_1_writes_become_readable_without_a_waiting_producer(log: Tab
     await leader.committer.wait_durable(result.end_offset)
     await asyncio.sleep(0)
     assert log.high_watermark == 3, "the leader's own fsync moved the high watermark"
+
+
+async def test_a_leader_alone_in_its_isr_exposes_its_durable_end_at_once(tmp_path: Path) -> None:
+    """After a restart the log opens with its last checkpointed high watermark; a leader whose
+    ISR is itself must not wait for a write to expose the rest (issue 13, item 8)."""
+    directory = tmp_path / "t"
+    first = TabletLog.open(directory, LogConfig(fsync="always"))
+    first.append_as_leader(batch(7), 1)
+    first.flush()
+    first.close()  # high watermark never raised: the checkpoint says 0
+    reopened = TabletLog.open(directory, LogConfig(fsync="always"))
+    try:
+        assert reopened.high_watermark == 0 and reopened.end_offset == 7
+        leader = make_leader(reopened, Clock(), isr=("a",), min_isr=1)
+        assert reopened.high_watermark == 7
+        assert leader.hw_restored
+    finally:
+        reopened.close()
+
+
+async def test_high_watermark_is_restored_once_every_isr_member_reported(log: TabletLog) -> None:
+    leader = make_leader(log, Clock())
+    assert not leader.hw_restored
+    waiting = asyncio.create_task(leader.wait_restored(5))
+    leader.on_fetch("b", 0, 0, 0)
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and not leader.hw_restored
+    leader.on_fetch("c", 0, 0, 0)
+    assert await asyncio.wait_for(waiting, 1) is True
+    assert leader.hw_restored
+
+
+async def test_an_isr_shrink_restores_the_high_watermark(log: TabletLog) -> None:
+    leader = make_leader(log, Clock())
+    leader.on_fetch("b", 0, 0, 0)
+    waiting = asyncio.create_task(leader.wait_restored(5))
+    await asyncio.sleep(0.01)
+    leader.update_info(info(("a", "b"), version=1))  # the silent c left the ISR
+    assert await asyncio.wait_for(waiting, 1) is True
+
+
+async def test_waiting_for_restoration_times_out_or_ends_with_leadership(log: TabletLog) -> None:
+    leader = make_leader(log, Clock())
+    assert await leader.wait_restored(0.05) is False
+    waiting = asyncio.create_task(leader.wait_restored(5))
+    await asyncio.sleep(0.01)
+    leader.close()
+    assert await asyncio.wait_for(waiting, 1) is False

@@ -9,6 +9,7 @@ import pytest
 from replication.rules.high_watermark import (
     acknowledgeable_offset,
     follower_high_watermark,
+    high_watermark_restored,
     leader_high_watermark,
 )
 from storage.config import FsyncPolicy
@@ -77,3 +78,22 @@ def test_leader_high_watermark(
 )
 def test_follower_high_watermark(current: int, leader_hw: int, end: int, expected: int) -> None:
     assert follower_high_watermark(current, leader_hw, end) == expected
+
+
+@pytest.mark.parametrize(
+    ("hw_isr", "followers", "expected"),
+    [
+        pytest.param({"a"}, {}, True, id="a-leader-alone-is-restored-at-once"),
+        pytest.param({"a"}, {"b": None, "c": None}, True, id="replicas-outside-the-isr-dont-count"),
+        pytest.param({"a", "b", "c"}, {"b": None, "c": None}, False, id="nobody-reported-yet"),
+        pytest.param({"a", "b", "c"}, {"b": 7, "c": None}, False, id="one-member-still-silent"),
+        pytest.param({"a", "b", "c"}, {"b": 7, "c": 0}, True, id="every-member-reported"),
+        pytest.param({"a", "b", "d"}, {"b": 7}, False, id="an-untracked-member-is-silent"),
+        pytest.param({"a", "b"}, {"b": 3, "c": None}, True, id="a-pending-add-that-fetched"),
+    ],
+)
+def test_high_watermark_restored(
+    hw_isr: set[str], followers: dict[str, int | None], expected: bool
+) -> None:
+    acked = {r: Acked(d) for r, d in followers.items()}
+    assert high_watermark_restored("a", sorted(hw_isr), acked) is expected
